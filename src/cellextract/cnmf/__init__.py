@@ -1,0 +1,1 @@
+"""CNMF / CNMF-E source extraction."""
