@@ -175,6 +175,6 @@ def check_cross(values: dict[str, dict[str, Any]], sources: dict[str, str]) -> N
                              f" must be [low, high] with low < high, e.g. [0.25, 0.5]")
     if init["K"] is None and init["method_init"] in ("greedy_roi", "sparse_nmf"):
         raise ParameterError(
-            f"init.K is required for method_init={init['method_init']!r} (got 'auto'/null"
-            f"{_src(sources, 'init.K')}): set the expected number of components per patch, e.g. "
+            f"init.K is required for method_init={init['method_init']!r} but is 'auto'/null"
+            f"{_src(sources, 'init.K')}; set the expected number of components per patch, e.g. "
             f"--set K=4 or \"init\": {{\"K\": 4}}; only 'corr_pnr' can find K automatically")
