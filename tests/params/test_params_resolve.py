@@ -4,6 +4,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cellextract.errors import ParameterError
@@ -52,6 +53,9 @@ def test_fr_auto_from_metadata_and_fallback(caplog):
         q = resolve_params(metadata_fr=None)
     assert q.data.fr == 30.0 and q.sources["data.fr"] == "auto:default"
     assert any("30" in r.getMessage() and "fr" in r.getMessage() for r in caplog.records)
+    assert resolve_params(metadata_fr=np.float32(20.0)).data.fr == 20.0
+    assert resolve_params(metadata_fr=float("nan")).sources["data.fr"] == "auto:default"
+    assert resolve_params(metadata_fr=0.0).data.fr == 30.0
     r = resolve_params(table={"fr": 15}, metadata_fr=19.8)
     assert r.data.fr == 15.0 and r.sources["data.fr"] == "table"
 

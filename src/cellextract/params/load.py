@@ -8,6 +8,7 @@ rules are resolved after merging, then cross-parameter rules are checked.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,8 @@ def _set(values: dict, sources: dict, g: str, k: str, v: Any, source: str = "der
 def _resolve_fr(values: dict, sources: dict, metadata_fr: float | None) -> None:
     if values["data"]["fr"] not in ("auto", None):
         return
-    ok = metadata_fr is not None and isinstance(metadata_fr, (int, float)) and math.isfinite(metadata_fr) \
-        and metadata_fr > 0
+    ok = isinstance(metadata_fr, numbers.Real) and not isinstance(metadata_fr, bool) \
+        and math.isfinite(metadata_fr) and metadata_fr > 0
     if ok:
         _set(values, sources, "data", "fr", float(metadata_fr), "auto:metadata")
         log.info("fr = 'auto': using the frame rate from the movie metadata, %.4g Hz", metadata_fr)
