@@ -1,0 +1,1 @@
+"""Workflow glue: per-stage entry points called by the Snakemake scripts and the CLI."""

@@ -1,0 +1,159 @@
+"""One function per workflow stage: files in, files out.
+
+The Snakemake scripts in ``workflow/scripts/`` are thin calls to these functions, which are
+unit-tested without Snakemake. Each stage takes the resolved parameters it depends on (a
+grouped dict, see :func:`cellextract.pipeline.snake.stage_params`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cellextract.errors import InputError, NoComponentsError
+from cellextract.log import get_logger
+from cellextract.pipeline.config import params_from_stage
+
+log = get_logger(__name__)
+
+
+def _series(series_json):
+    from cellextract.io import SeriesInfo
+
+    return SeriesInfo.from_json(series_json)
+
+
+def find_memmap(motion_dir: str | Path) -> Path:
+    """The single CaImAn memmap inside a motion folder."""
+    found = sorted(Path(motion_dir).glob("*_order_C_frames_*.mmap"))
+    if len(found) != 1:
+        raise InputError(f"{motion_dir}: expected one motion-corrected memmap, found {len(found)}")
+    return found[0]
+
+
+def concatenate(files: list[str], out_json: str | Path) -> None:
+    """Validate a movie series and write its description (``series.json``)."""
+    from cellextract.io import load_series
+
+    info = load_series(files)
+    info.to_json(out_json)
+    log.info("series of %d file(s): %d frames of %s px at %s Hz", len(files), info.n_frames,
+             info.dims, info.fr)
+
+
+def resolve_params(series_json: str | Path, stage: dict, out_json: str | Path) -> None:
+    """Write the run's resolved parameters with their sources (``params.json``)."""
+    info = _series(series_json)
+    params = params_from_stage(stage, metadata_fr=info.fr)
+    params.to_json(out_json)
+
+
+def motion_correct(series_json: str | Path, out_dir: str | Path, name: str, stage: dict, *,
+                   n_processes: int = 1) -> None:
+    """Register the series and write the CaImAn memmap plus shifts into ``out_dir``."""
+    from cellextract.io import open_series
+    from cellextract.motion.run import motion_correct as run
+
+    info = _series(series_json)
+    m = params_from_stage(stage, metadata_fr=info.fr).motion
+    with open_series(info) as reader:
+        run(reader, out_dir, name, motion_correct=m.motion_correct, pw_rigid=m.pw_rigid,
+            gSig_filt=m.gSig_filt, max_shifts=m.max_shifts, strides=m.strides,
+            overlaps=m.overlaps, max_deviation_rigid=m.max_deviation_rigid,
+            border_nan=m.border_nan, niter_rig=m.niter_rig,
+            upsample_factor_grid=m.upsample_factor_grid, n_processes=n_processes)
+
+
+def cnmf_fit(series_json: str | Path, motion_dir: str | Path, out_fit: str | Path,
+             out_summary: str | Path, stage: dict, *, n_processes: int = 1) -> None:
+    """Run CNMF / CNMF-E on the memmap; write the model and the summary images."""
+    from cellextract.cnmf.estimates import Estimates
+    from cellextract.cnmf.fit import fit_cnmf
+    from cellextract.export.caiman_hdf5 import save_estimates
+    from cellextract.io.memmap import parse_memmap_name
+
+    info = _series(series_json)
+    params = params_from_stage(stage, metadata_fr=info.fr)
+    mmap = find_memmap(motion_dir)
+    t0 = time.perf_counter()
+    try:
+        est = fit_cnmf(str(mmap), params=params, n_processes=n_processes)
+    except NoComponentsError as exc:
+        log.warning("no components found: %s; writing an empty model", exc)
+        dims, T = parse_memmap_name(mmap)
+        import scipy.sparse as sp
+
+        est = Estimates(A=sp.csc_matrix((dims[0] * dims[1], 0), dtype=np.float32),
+                        C=np.zeros((0, T), np.float32), dims=dims,
+                        S=np.zeros((0, T), np.float32), YrA=np.zeros((0, T), np.float32))
+        est.extra.update(exc_summary_images(mmap, params))
+    log.info("cnmf_fit: %d components in %.1f s", est.n_components, time.perf_counter() - t0)
+    cn = est.extra.get("cn", est.Cn)
+    pnr = est.extra.get("pnr")
+    shape = tuple(est.dims)
+    cn = np.zeros(shape, np.float32) if cn is None else np.asarray(cn, np.float32)
+    pnr = np.zeros(shape, np.float32) if pnr is None else np.asarray(pnr, np.float32)
+    if est.Cn is None:
+        est.Cn = cn
+    _save_npz(out_summary, correlation=cn, pnr=pnr, search=cn * pnr)
+    save_estimates(out_fit, est, params=params.to_dict(), mmap_file=str(mmap))
+
+
+def exc_summary_images(mmap, params) -> dict:
+    """Correlation and PNR images of a memmap (for results with no components)."""
+    from cellextract.cnmf.summary import correlation_pnr_memmap
+    from cellextract.io.memmap import open_memmap
+
+    Yr, dims, _ = open_memmap(mmap)
+    cn, pnr = correlation_pnr_memmap(Yr, dims, gSig=params.init.gSig,
+                                     center_psf=params.init.center_psf)
+    return {"cn": cn, "pnr": pnr}
+
+
+def _save_npz(path, **arrays) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def evaluate(series_json: str | Path, fit: str | Path, motion_dir: str | Path,
+             out_model: str | Path, stage: dict, *, n_processes: int = 1) -> None:
+    """Accept / reject components; write ``caiman_output.hdf5``."""
+    from cellextract.evaluate import evaluate_components
+    from cellextract.export.caiman_hdf5 import load_estimates, save_estimates
+    from cellextract.io.memmap import open_memmap
+
+    info = _series(series_json)
+    params = params_from_stage(stage, metadata_fr=info.fr)
+    est, params_dict, extra = load_estimates(fit)
+    q = params.quality
+    Yr, _, _ = open_memmap(find_memmap(motion_dir))
+    est = evaluate_components(est, Yr, fr=params.data.fr, decay_time=params.data.decay_time,
+                              min_SNR=q.min_SNR, SNR_lowest=q.SNR_lowest, rval_thr=q.rval_thr,
+                              rval_lowest=q.rval_lowest, use_cnn=q.use_cnn,
+                              min_cnn_thr=q.min_cnn_thr, cnn_lowest=q.cnn_lowest,
+                              gSig=params.init.gSig, gSig_range=q.gSig_range,
+                              n_processes=n_processes)
+    params_dict = dict(params_dict)
+    params_dict["quality"] = params.to_dict()["quality"]
+    save_estimates(out_model, est, params=params_dict, mmap_file=str(find_memmap(motion_dir)),
+                   extra=extra)
+    n_acc = 0 if est.idx_components is None else len(est.idx_components)
+    log.info("evaluate: %d of %d components accepted", n_acc, est.n_components)
+
+
+def file_table(info) -> list[dict]:
+    """Per input file (user order): frame range in the series and timing, for the exporters."""
+    return info.file_table()
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write JSON atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float))
+    tmp.replace(path)

@@ -1,0 +1,20 @@
+# Stage 2: NoRMCorre motion correction -> CaImAn memmap + shifts (one folder per series).
+# The folder holds {series}_d1_{H}_d2_{W}_d3_1_order_C_frames_{T}.mmap, shifts.csv,
+# template.npy, motion.json and, for piecewise-rigid, shifts_pw.npz.
+
+
+rule motion_correct:
+    input:
+        series=res("{series}", "series.json"),
+    output:
+        motion=ce.maybe_temp(config, directory(res("{series}", "motion"))),
+    params:
+        p=stage_params("motion"),
+    log:
+        res("{series}", "logs", "motion_correct.log"),
+    threads: ce.threads(config)
+    resources:
+        mem_mb=lambda wildcards, input, attempt: ce.mem_mb("motion", input.series, attempt),
+        runtime=lambda wildcards, input, attempt: ce.runtime_min("motion", input.series, attempt),
+    script:
+        "../scripts/motion_correct.py"
