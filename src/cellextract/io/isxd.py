@@ -1,0 +1,135 @@
+"""Inscopix ``.isxd`` movie reader (via the ``isx`` package) and header parsing.
+
+An isxd file is the raw frame data followed by a JSON header and, in its last 8 bytes,
+the header's length (little-endian uint64). The JSON is parsed here too so that
+``extraProperties`` (and the spacing/timing blocks) reach :attr:`IsxdReader.metadata`
+verbatim for later exports. Dropped and cropped frames are not stored in the file; the
+reader flags them (and blank frames) in ``invalid`` and returns them as NaN frames.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from cellextract.errors import InputError
+from cellextract.io.base import MovieReader, one_line
+
+#: isxd ``type`` codes of the header (0 = movie).
+ISXD_TYPES = {0: "movie", 1: "cell set", 2: "image", 3: "event set", 4: "gpio",
+              5: "vessel set", 6: "nVision movie"}
+_DATA_TYPES = {0: np.uint16, 1: np.float32, 2: np.uint8}
+
+
+def read_isxd_header(path) -> tuple[dict, int]:
+    """Parse the JSON header of an isxd file.
+
+    Returns
+    -------
+    header : dict
+        The parsed JSON header.
+    data_bytes : int
+        Number of bytes in front of the header (the stored frame data).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            if size < 8:
+                raise ValueError("file shorter than 8 bytes")
+            fh.seek(size - 8)
+            (hlen,) = struct.unpack("<Q", fh.read(8))
+            start = size - 9 - hlen  # header text is hlen + 1 bytes (with a trailing NUL)
+            if hlen == 0 or start < 0:
+                raise ValueError(f"header length {hlen} does not fit a {size}-byte file")
+            fh.seek(start)
+            text = fh.read(hlen + 1).rstrip(b"\x00").decode("utf-8")
+        return json.loads(text), start
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable isxd file (bad JSON header: {one_line(exc)})") from exc
+
+
+def _ratio(d) -> float | None:
+    try:
+        return float(d["num"]) / float(d["den"])
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+class IsxdReader(MovieReader):
+    """Reader for Inscopix ``.isxd`` movies.
+
+    ``fr = 1 / period``; ``start_time`` is the first frame's time stamp in seconds since
+    the Unix epoch (as stored, without the UTC offset); ``invalid`` marks dropped,
+    cropped and blank frames, which :meth:`read` returns as NaN frames.
+    ``metadata`` holds ``extraProperties``, ``spacingInfo``, ``timingInfo``,
+    ``producer`` and ``acquisitionInfo`` (from ``isx.Movie.get_acquisition_info``).
+    """
+
+    format = "isxd"
+
+    def __init__(self, path):
+        import isx
+
+        self.path = Path(path)
+        header, data_bytes = read_isxd_header(self.path)
+        kind = header.get("type", 0)
+        if kind != 0:
+            raise InputError(f"{self.path}: isxd file is a {ISXD_TYPES.get(kind, f'type {kind}')}, "
+                             "not a movie")
+        try:
+            self._movie = isx.Movie.read(str(self.path))
+            timing, spacing = self._movie.timing, self._movie.spacing
+            self.dtype = np.dtype(self._movie.data_type)
+            mask = np.asarray(timing.get_valid_samples_mask(), dtype=bool)
+            acq = self._movie.get_acquisition_info()
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"{self.path}: isx cannot open the movie: {one_line(exc)}") from exc
+        self.n_frames = int(timing.num_samples)
+        self.dims = tuple(int(n) for n in spacing.num_pixels)
+        period = timing.period.secs_float
+        self.fr = 1.0 / period if period > 0 else None
+        self.start_time = float(timing.start._to_secs_since_epoch().secs_float)
+        self.invalid = ~mask if mask.size == self.n_frames else np.zeros(self.n_frames, bool)
+        self.metadata = {
+            "extraProperties": header.get("extraProperties"),
+            "spacingInfo": header.get("spacingInfo"),
+            "timingInfo": header.get("timingInfo"),
+            "producer": header.get("producer"),
+            "acquisitionInfo": acq,
+            "period": period,
+            "dropped": [int(i) for i in timing.dropped],
+            "cropped": [[int(a), int(b)] for a, b in timing.cropped],
+            "blank": [int(i) for i in timing.blank],
+        }
+        self._check_size(header, data_bytes)
+
+    def _check_size(self, header: dict, data_bytes: int) -> None:
+        """Reject files whose frame data are shorter than the header promises."""
+        if self.n_frames == 0:
+            raise InputError(f"{self.path}: isxd movie has no frames")
+        if header.get("hasFrameHeaderFooter"):
+            return
+        stored = int((~self.invalid).sum())
+        need = stored * self.dims[0] * self.dims[1] * self.dtype.itemsize
+        if data_bytes < need:
+            raise InputError(f"{self.path}: truncated isxd: {data_bytes} bytes of frame data, "
+                             f"header promises {stored} frames of {self.dims[0]}x{self.dims[1]} "
+                             f"{self.dtype.name} ({need} bytes)")
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start, *self.dims), dtype=np.float32)
+        for i in range(start, stop):
+            if self.invalid[i]:
+                out[i - start] = np.nan
+            else:
+                out[i - start] = self._movie.get_frame_data(i)
+        return out
+
+    def close(self) -> None:
+        self._movie = None
