@@ -2,6 +2,8 @@
 
 
 rule cnmf_fit:
+    conda:
+        "../../envs/cnmf.yaml"
     input:
         series=res("{series}", "series.json"),
         motion=res("{series}", "motion"),

@@ -2,6 +2,8 @@
 
 
 rule concatenate:
+    conda:
+        "../../envs/io_motion.yaml"
     input:
         series_files,
     output:
@@ -17,6 +19,8 @@ rule concatenate:
 
 
 rule resolve_params:
+    conda:
+        "../../envs/io_motion.yaml"
     input:
         series=res("{series}", "series.json"),
     output:

@@ -2,6 +2,8 @@
 
 
 rule simulate_demo:
+    conda:
+        "../../envs/io_motion.yaml"
     output:
         movie="demo/data/demo_1p.tif",
         truth="demo/data/demo_1p_truth.h5",

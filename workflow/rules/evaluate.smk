@@ -2,6 +2,8 @@
 
 
 rule evaluate:
+    conda:
+        "../../envs/cnmf.yaml"
     input:
         series=res("{series}", "series.json"),
         fit=res("{series}", "cnmf", "fit.hdf5"),

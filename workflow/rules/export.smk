@@ -3,6 +3,8 @@
 
 
 rule export_cellsets:
+    conda:
+        "../../envs/export.yaml"
     input:
         model=res("{series}", "caiman_output.hdf5"),
         series=res("{series}", "series.json"),
@@ -23,6 +25,8 @@ rule export_cellsets:
 
 
 rule output_metadata:
+    conda:
+        "../../envs/export.yaml"
     input:
         model=res("{series}", "caiman_output.hdf5"),
         series=res("{series}", "series.json"),
@@ -39,6 +43,8 @@ rule output_metadata:
 
 
 rule export_nwb:
+    conda:
+        "../../envs/export.yaml"
     input:
         model=res("{series}", "caiman_output.hdf5"),
         series=res("{series}", "series.json"),

@@ -4,6 +4,8 @@
 
 
 rule motion_correct:
+    conda:
+        "../../envs/io_motion.yaml"
     input:
         series=res("{series}", "series.json"),
     output:

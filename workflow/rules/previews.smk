@@ -2,6 +2,8 @@
 
 
 rule previews:
+    conda:
+        "../../envs/previews.yaml"
     input:
         model=res("{series}", "caiman_output.hdf5"),
         summary=res("{series}", "cnmf", "summary_images.npz"),
