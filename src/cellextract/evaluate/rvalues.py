@@ -1,0 +1,265 @@
+"""Spatial consistency (``r_values``): does the movie look like the footprint when the cell fires?
+
+For component ``k`` (Giovannucci et al. 2019, "spatial footprint consistency"):
+
+1. **Active frames** ``F_k``: windows ``[p - N // 2, p + N]`` around the ``n_peaks`` highest peaks of
+   its denoised trace ``C[k]`` (peaks below ``peak_frac`` of the highest are ignored), with
+   ``N = ceil(fr * decay_time)``.
+2. **Exclusive frames**: frames in which any overlapping component (``A[:, j] . A[:, k] > 0``) is
+   active are removed from ``F_k``; if nothing is left, ``F_k`` is kept whole.
+3. **Mean active image** ``m_k = mean_{t in F_k} Y[S_k, t]`` over the support ``S_k = {A[:, k] > 0}``.
+4. **Background** (subtracted from ``m_k`` before correlating), by what the Estimates carry:
+
+   - ring model (``W`` and ``b0``, 1P / CNMF-E): ``b0 + W (mean_F Y - A mean_F C - b0)``
+     evaluated on ``S_k``; this needs ``mean_F Y`` on the ring pixels too;
+   - low-rank (``b``, ``f`` with ``nb > 0``): ``b[S_k] @ mean_F f``;
+   - neither: the local mean image, i.e. the temporal mean of every pixel over all frames.
+5. ``r_k = Pearson(A[S_k, k], m_k - background)``; NaN when undefined (fewer than 3 pixels, no
+   activity or a constant image).
+
+The memmap ``Yr`` (H*W, T) is read once, in blocks of contiguous pixel rows restricted to the
+pixels some component needs, so memory stays bounded by ``block_mb``.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.signal import find_peaks
+
+from cellextract.log import Progress, get_logger
+
+__all__ = ["active_frames", "exclusive_frames", "compute_r_values", "background_mode"]
+
+log = get_logger(__name__)
+
+
+def active_frames(C: np.ndarray, *, N: int, n_peaks: int = 10, peak_frac: float = 0.3
+                  ) -> list[np.ndarray]:
+    """Frames of each component's strongest transients.
+
+    Parameters
+    ----------
+    C : ndarray, shape (K, T)
+        Denoised traces.
+    N : int
+        Event length in frames (``ceil(fr * decay_time)``); the window around a peak ``p`` is
+        ``[p - N // 2, p + N]``.
+    n_peaks : int
+        Maximum number of transients used.
+    peak_frac : float
+        Peaks lower than this fraction of the highest peak (above the trace median) are ignored.
+
+    Returns
+    -------
+    list of ndarray of int64
+        ``K`` sorted arrays of frame indices (empty for a trace without any positive peak).
+    """
+    C = np.asarray(C, dtype=np.float64)
+    K, T = C.shape
+    out: list[np.ndarray] = []
+    before, after = max(1, N // 2), max(1, N)
+    for k in range(K):
+        c = np.nan_to_num(C[k] - np.median(C[k]))
+        pk, _ = find_peaks(np.concatenate([[-np.inf], c, [-np.inf]]))
+        pk = pk - 1
+        if pk.size == 0 or c[pk].max() <= 0:
+            out.append(np.zeros(0, dtype=np.int64))
+            continue
+        h = c[pk]
+        keep = pk[h >= peak_frac * h.max()]
+        keep = keep[np.argsort(c[keep])[::-1][:n_peaks]]
+        fr = (keep[:, None] + np.arange(-before, after + 1)[None, :]).ravel()
+        out.append(np.unique(fr[(fr >= 0) & (fr < T)]).astype(np.int64))
+    return out
+
+
+def exclusive_frames(frames: list[np.ndarray], A: sp.spmatrix) -> list[np.ndarray]:
+    """Remove from each component's frames those where an overlapping component is active.
+
+    Parameters
+    ----------
+    frames : list of K int arrays
+        Output of :func:`active_frames`.
+    A : sparse matrix, shape (H*W, K)
+        Footprints (non-negative).
+
+    Returns
+    -------
+    list of ndarray of int64
+        ``K`` arrays; a component whose frames would all be removed keeps all of them.
+    """
+    A = sp.csc_matrix(A)
+    ov = sp.csr_matrix((A.T @ A) > 0)
+    out = []
+    for k in range(len(frames)):
+        nb = ov.indices[ov.indptr[k]:ov.indptr[k + 1]]
+        nb = nb[nb != k]
+        fk = frames[k]
+        if nb.size and fk.size:
+            busy = np.concatenate([frames[j] for j in nb])
+            kept = np.setdiff1d(fk, busy, assume_unique=False)
+            fk = kept if kept.size else fk
+        out.append(fk)
+    return out
+
+
+def background_mode(*, b=None, f=None, b0=None, W=None) -> str:
+    """Which background is subtracted: ``"ring"``, ``"lowrank"`` or ``"mean"`` (see module doc)."""
+    if W is not None and b0 is not None:
+        return "ring"
+    if b is not None and f is not None and np.size(b) > 0 and np.asarray(b).ndim == 2 \
+            and np.asarray(b).shape[1] > 0:
+        return "lowrank"
+    return "mean"
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    if x.size < 3:
+        return float("nan")
+    x = x - x.mean()
+    y = y - y.mean()
+    den = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / den) if den > 0 else float("nan")
+
+
+def _needed_pixels(A: sp.csc_matrix, W: sp.spmatrix | None) -> list[np.ndarray]:
+    """Per component, the sorted pixels whose active-frame means are needed."""
+    K = A.shape[1]
+    sup = [A.indices[A.indptr[k]:A.indptr[k + 1]][A.data[A.indptr[k]:A.indptr[k + 1]] > 0]
+           for k in range(K)]
+    if W is None:
+        return [np.unique(s).astype(np.int64) for s in sup]
+    Wr = sp.csr_matrix(W)
+    out = []
+    for s in sup:
+        ring = Wr[s].indices if s.size else np.zeros(0, dtype=np.int64)
+        out.append(np.unique(np.concatenate([s, ring])).astype(np.int64))
+    return out
+
+
+def _stream_means(Yr: np.ndarray, need: list[np.ndarray], frames: list[np.ndarray], *,
+                  block_mb: float, n_threads: int, want_full_mean: bool
+                  ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Mean over ``frames[k]`` (and optionally over all frames) of ``Yr`` rows ``need[k]``.
+
+    One pass over the union of needed rows in contiguous blocks of about ``block_mb`` MB.
+    """
+    K = len(need)
+    T = Yr.shape[1]
+    means = [np.zeros(n.size) for n in need]
+    fulls = [np.zeros(n.size) for n in need] if want_full_mean else None
+    union = np.unique(np.concatenate(need)) if K else np.zeros(0, dtype=np.int64)
+    if union.size == 0:
+        return means, fulls
+    lo = np.array([n[0] if n.size else np.iinfo(np.int64).max for n in need])
+    hi = np.array([n[-1] if n.size else -1 for n in need])
+    rows_per_block = max(1, int(block_mb * 2**20 // (4 * T)))
+    # blocks: consecutive needed rows, at most rows_per_block rows of the file per read
+    bounds = []
+    i = 0
+    while i < union.size:
+        j = np.searchsorted(union, union[i] + rows_per_block, side="left")
+        bounds.append((i, int(j)))
+        i = int(j)
+
+    def work(bd):
+        i0, i1 = bd
+        p0, p1 = int(union[i0]), int(union[i1 - 1]) + 1
+        block = np.asarray(Yr[p0:p1], dtype=np.float32)          # contiguous read (n, T)
+        res = []
+        for k in np.nonzero((lo < p1) & (hi >= p0))[0]:
+            a, b = np.searchsorted(need[k], [p0, p1])
+            if b <= a:
+                continue
+            loc = need[k][a:b] - p0
+            sub = block[loc]
+            fm = sub[:, frames[k]].mean(axis=1) if frames[k].size else np.zeros(b - a)
+            am = sub.mean(axis=1, dtype=np.float64) if want_full_mean else None
+            res.append((k, a, b, fm, am))
+        return res
+
+    prog = Progress(len(bounds), "pixel blocks", log, every=10.0)
+    with ThreadPoolExecutor(max_workers=max(1, int(n_threads))) as ex:
+        for res in ex.map(work, bounds):
+            for k, a, b, fm, am in res:
+                means[k][a:b] = fm
+                if want_full_mean:
+                    fulls[k][a:b] = am
+            prog.update(1)
+    return means, fulls
+
+
+def compute_r_values(Yr: np.ndarray, A: sp.spmatrix, C: np.ndarray, *, N: int,
+                     b: np.ndarray | None = None, f: np.ndarray | None = None,
+                     b0: np.ndarray | None = None, W: sp.spmatrix | None = None,
+                     n_peaks: int = 10, peak_frac: float = 0.3, block_mb: float = 64.0,
+                     n_threads: int = 1) -> np.ndarray:
+    """Spatial consistency of every component (see module docstring).
+
+    Parameters
+    ----------
+    Yr : array-like, shape (H*W, T)
+        Movie, Fortran pixel order (usually the float32 C-order memmap).
+    A : sparse matrix, shape (H*W, K)
+        Footprints.
+    C : ndarray, shape (K, T)
+        Denoised traces (used to find the active frames and, for the ring model, to remove the
+        components from the background estimate).
+    N : int
+        Event length in frames, ``ceil(fr * decay_time)``.
+    b, f, b0, W : optional
+        Background model of the Estimates (see :func:`background_mode`).
+    n_peaks, peak_frac : int, float
+        Transient selection (see :func:`active_frames`).
+    block_mb : float
+        Size of each read of the memmap in MB.
+    n_threads : int
+        Threads reading/averaging blocks concurrently.
+
+    Returns
+    -------
+    ndarray, shape (K,), float64
+        Pearson r in [-1, 1], NaN when undefined.
+    """
+    A = sp.csc_matrix(A)
+    P, K = A.shape
+    if K == 0:
+        return np.zeros(0)
+    if Yr.shape[0] != P:
+        raise ValueError(f"Yr has {Yr.shape[0]} pixels but A has {P}")
+    C = np.asarray(C)
+    mode = background_mode(b=b, f=f, b0=b0, W=W)
+    frames = exclusive_frames(active_frames(C, N=N, n_peaks=n_peaks, peak_frac=peak_frac), A)
+    need = _needed_pixels(A, W if mode == "ring" else None)
+    means, fulls = _stream_means(Yr, need, frames, block_mb=block_mb, n_threads=n_threads,
+                                 want_full_mean=(mode == "mean"))
+    Wr = sp.csr_matrix(W) if mode == "ring" else None
+    b0v = np.asarray(b0, dtype=np.float64).ravel() if mode == "ring" else None
+    r = np.full(K, np.nan)
+    for k in range(K):
+        if frames[k].size == 0:
+            continue
+        s0, s1 = A.indptr[k], A.indptr[k + 1]
+        pos = A.data[s0:s1] > 0
+        sup = A.indices[s0:s1][pos]
+        a = A.data[s0:s1][pos].astype(np.float64)
+        order = np.argsort(sup)
+        sup, a = sup[order], a[order]
+        at = np.searchsorted(need[k], sup)
+        img = means[k][at]
+        if mode == "mean":
+            img = img - fulls[k][at]
+        elif mode == "lowrank":
+            img = img - np.asarray(b, dtype=np.float64)[sup] @ \
+                np.asarray(f, dtype=np.float64)[:, frames[k]].mean(axis=1)
+        else:
+            cbar = C[:, frames[k]].mean(axis=1).astype(np.float64)       # (K,)
+            pix = need[k]
+            resid = means[k] - A[pix] @ cbar - b0v[pix]                   # on needed pixels
+            Wk = Wr[sup][:, pix]
+            img = img - (b0v[sup] + Wk @ resid)
+        r[k] = _pearson(a, img)
+    return r

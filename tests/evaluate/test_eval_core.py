@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cellextract.cnmf.estimates import Estimates
+from cellextract.errors import ParameterError
+from cellextract.evaluate import evaluate_components
+
+Q = dict(fr=30.0, decay_time=0.4, min_SNR=2.5, SNR_lowest=0.5, rval_thr=0.85, rval_lowest=-1.0,
+         use_cnn=False, min_cnn_thr=0.9, cnn_lowest=0.1, gSig=3)
+
+
+def _with_junk(estimates, movie):
+    """Append a noise footprint with a noise trace (a false positive)."""
+    Yr, A, C = movie
+    rng = np.random.default_rng(9)
+    junk = np.zeros(A.shape[0])
+    px = rng.choice(A.shape[0], 40, replace=False)
+    junk[px] = rng.random(40)
+    junk /= np.linalg.norm(junk)
+    A2 = sp.csc_matrix(sp.hstack([A, sp.csc_matrix(junk[:, None])]))
+    C2 = np.vstack([C, np.zeros((1, C.shape[1]), np.float32)])
+    YrA2 = np.vstack([estimates.YrA, rng.normal(size=(1, C.shape[1])).astype(np.float32)])
+    return Estimates(A=A2, C=C2, YrA=YrA2, dims=estimates.dims)
+
+
+def test_accepts_cells_rejects_noise(estimates, movie):
+    est = _with_junk(estimates, movie)
+    out = evaluate_components(est, movie[0], **Q)
+    assert out.idx_components.tolist() == [0, 1, 2, 3]
+    assert out.idx_components_bad.tolist() == [4]
+    assert out.SNR_comp.shape == (5,) and out.r_values.shape == (5,)
+    assert np.isnan(out.cnn_preds).all() and out.cnn_preds.shape == (5,)
+    assert est.idx_components is None      # input untouched
+    sel = out.select(out.idx_components)
+    assert sel.n_components == 4
+
+
+def test_empty_input(caplog):
+    est = Estimates(A=sp.csc_matrix((40 * 44, 0)), C=np.zeros((0, 100), np.float32),
+                    YrA=np.zeros((0, 100), np.float32), dims=(40, 44))
+    Yr = np.zeros((40 * 44, 100), np.float32)
+    with caplog.at_level("WARNING"):
+        out = evaluate_components(est, Yr, **Q)
+    assert "no components" in caplog.text
+    for v in (out.idx_components, out.idx_components_bad, out.SNR_comp, out.r_values, out.cnn_preds):
+        assert v.shape == (0,)
+
+
+def test_all_rejected_is_valid(estimates, movie, caplog):
+    q = dict(Q, min_SNR=1e9, rval_thr=2.0)
+    with caplog.at_level("WARNING"):
+        out = evaluate_components(estimates, movie[0], **q)
+    assert out.idx_components.size == 0 and out.idx_components_bad.tolist() == [0, 1, 2, 3]
+    assert "all 4 components were rejected" in caplog.text
+
+
+def test_bad_rate_is_a_parameter_error(estimates, movie):
+    with pytest.raises(ParameterError):
+        evaluate_components(estimates, movie[0], **dict(Q, fr=0))
