@@ -1,0 +1,118 @@
+"""Apply registration shifts to frames with OpenCV (bicubic interpolation).
+
+Convention: a shift ``(s_y, s_x)`` maps a raw frame ``f`` to
+``registered(y, x) = f(y - s_y, x - s_x)`` (positive = content moves down/right).
+
+Pixels whose source lies outside the raw frame are filled according to ``border_nan``
+(CaImAn's meanings):
+
+- ``True``: NaN;
+- ``False``: 0;
+- ``'copy'``: value of the nearest valid pixel (edge replication);
+- ``'min'``: the minimum of the raw frame.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from cellextract.errors import ParameterError
+
+BORDER_CHOICES = (True, False, "copy", "min")
+
+
+def check_border_nan(border_nan):
+    """Validate ``border_nan``; return it normalised (bool or str)."""
+    if isinstance(border_nan, (bool, np.bool_)):
+        return bool(border_nan)
+    if isinstance(border_nan, str) and border_nan in ("copy", "min"):
+        return border_nan
+    raise ParameterError(f"motion.border_nan: got {border_nan!r}, allowed True, False, 'copy', 'min'")
+
+
+def _border(frame: np.ndarray, border_nan) -> tuple[int, float]:
+    if border_nan == "copy":
+        return cv2.BORDER_REPLICATE, 0.0
+    if border_nan is True:
+        return cv2.BORDER_CONSTANT, float("nan")
+    if border_nan == "min":
+        return cv2.BORDER_CONSTANT, float(np.nanmin(frame))
+    return cv2.BORDER_CONSTANT, 0.0
+
+
+def apply_rigid(frames: np.ndarray, shifts: np.ndarray, *, border_nan="copy", out: np.ndarray | None = None) -> np.ndarray:
+    """Translate each frame by its shift (``cv2.warpAffine``, bicubic).
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        ``(n, H, W)`` or ``(H, W)`` raw frames.
+    shifts : np.ndarray
+        ``(n, 2)`` or ``(2,)`` registration shifts ``(shift_y, shift_x)`` in pixels.
+    border_nan : {True, False, 'copy', 'min'}
+        Fill of pixels with no source (see module docstring).
+    out : np.ndarray, optional
+        ``(n, H, W)`` float32 array to write into.
+
+    Returns
+    -------
+    np.ndarray
+        Registered frames, float32, same shape as ``frames``.
+    """
+    border_nan = check_border_nan(border_nan)
+    a = np.asarray(frames, dtype=np.float32)
+    single = a.ndim == 2
+    if single:
+        a = a[None]
+    s = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
+    n, H, W = a.shape
+    if out is None:
+        out = np.empty_like(a)
+    for i in range(n):
+        mode, val = _border(a[i], border_nan)
+        M = np.array([[1.0, 0.0, s[i, 1]], [0.0, 1.0, s[i, 0]]])
+        cv2.warpAffine(a[i], M, (W, H), dst=out[i], flags=cv2.INTER_CUBIC,
+                       borderMode=mode, borderValue=val)
+    return out[0] if single else out
+
+
+def apply_field(frame: np.ndarray, field_y: np.ndarray, field_x: np.ndarray, *, border_nan="copy",
+                out: np.ndarray | None = None) -> np.ndarray:
+    """Warp one frame by a dense shift field (``cv2.remap``, bicubic).
+
+    Parameters
+    ----------
+    frame : np.ndarray
+        ``(H, W)`` raw frame.
+    field_y, field_x : np.ndarray
+        ``(H, W)`` registration shift at each output pixel, in pixels.
+    border_nan : {True, False, 'copy', 'min'}
+        Fill of pixels with no source.
+    out : np.ndarray, optional
+        ``(H, W)`` float32 output buffer.
+
+    Returns
+    -------
+    np.ndarray
+        ``(H, W)`` float32 registered frame: ``out(y, x) = frame(y - field_y, x - field_x)``.
+    """
+    border_nan = check_border_nan(border_nan)
+    f = np.asarray(frame, dtype=np.float32)
+    H, W = f.shape
+    gy, gx = _grid(H, W)
+    map_x = gx - field_x.astype(np.float32, copy=False)
+    map_y = gy - field_y.astype(np.float32, copy=False)
+    mode, val = _border(f, border_nan)
+    return cv2.remap(f, map_x, map_y, cv2.INTER_CUBIC, dst=out, borderMode=mode, borderValue=val)
+
+
+_GRID_CACHE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _grid(H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+    g = _GRID_CACHE.get((H, W))
+    if g is None:
+        gy, gx = np.meshgrid(np.arange(H, dtype=np.float32), np.arange(W, dtype=np.float32), indexing="ij")
+        g = _GRID_CACHE[(H, W)] = (gy, gx)
+    return g

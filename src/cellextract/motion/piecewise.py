@@ -1,0 +1,216 @@
+"""Piecewise-rigid registration (NoRMCorre): patch shifts and a smooth shift field.
+
+The field of view is covered by overlapping square-ish patches of ``strides + overlaps``
+pixels placed every ``strides`` pixels, the last patch of each axis snapped to the image
+edge. Each patch of a raw frame is registered to the same patch of the template with the
+search restricted to ``rigid shift ± max_deviation_rigid`` (all patches of all frames of a
+batch in one FFT and one refinement). The patch shifts, attached to the patch centres, are
+interpolated by a natural cubic spline (constant beyond the outermost centres) into a
+smooth full-resolution field, applied with ``cv2.remap`` (bicubic). The spline is the
+continuous limit of CaImAn's ``upsample_factor_grid`` refinement of the patch grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.interpolate import CubicSpline
+
+from cellextract.motion.apply import apply_field
+from cellextract.motion.filters import highpass
+from cellextract.motion.register import image_spectra, register_spectra
+
+
+def _starts(n: int, size: int, stride: int) -> np.ndarray:
+    if size >= n:
+        return np.array([0])
+    s = list(range(0, n - size + 1, stride))
+    if s[-1] != n - size:
+        s.append(n - size)
+    return np.array(s)
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """Patch layout.
+
+    Attributes
+    ----------
+    starts_y, starts_x : np.ndarray
+        ``(gy,)``, ``(gx,)`` first row / column of each patch.
+    size : (int, int)
+        Patch size ``(py, px)`` in pixels.
+    dims : (int, int)
+        Frame size ``(H, W)``.
+    """
+
+    starts_y: np.ndarray
+    starts_x: np.ndarray
+    size: tuple[int, int]
+    dims: tuple[int, int]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(gy, gx)`` number of patches along rows and columns."""
+        return (self.starts_y.size, self.starts_x.size)
+
+    @property
+    def centers_y(self) -> np.ndarray:
+        """``(gy,)`` patch centre rows (pixels)."""
+        return self.starts_y + (self.size[0] - 1) / 2.0
+
+    @property
+    def centers_x(self) -> np.ndarray:
+        """``(gx,)`` patch centre columns (pixels)."""
+        return self.starts_x + (self.size[1] - 1) / 2.0
+
+
+def patch_grid(dims, *, strides=(48, 48), overlaps=(24, 24)) -> PatchGrid:
+    """Patches of ``strides + overlaps`` px every ``strides`` px, last one snapped to the edge.
+
+    Parameters
+    ----------
+    dims : (int, int)
+        Frame size ``(H, W)``.
+    strides, overlaps : (int, int)
+        Pixels between patch starts and extra overlap, per axis.
+
+    Returns
+    -------
+    PatchGrid
+    """
+    H, W = int(dims[0]), int(dims[1])
+    py = min(H, int(strides[0]) + int(overlaps[0]))
+    px = min(W, int(strides[1]) + int(overlaps[1]))
+    return PatchGrid(_starts(H, py, int(strides[0])), _starts(W, px, int(strides[1])), (py, px), (H, W))
+
+
+def extract_patches(images: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Cut ``(n, H, W)`` images into ``(n, gy, gx, py, px)`` patches (a copy)."""
+    py, px = grid.size
+    out = np.empty((images.shape[0], grid.starts_y.size, grid.starts_x.size, py, px), dtype=images.dtype)
+    for i, y0 in enumerate(grid.starts_y):
+        for j, x0 in enumerate(grid.starts_x):
+            out[:, i, j] = images[:, y0:y0 + py, x0:x0 + px]
+    return out
+
+
+def template_patch_spectra(template: np.ndarray, grid: PatchGrid, *, gSig_filt=None) -> np.ndarray:
+    """Spectra ``(gy, gx, py, px//2+1)`` of the template patches (filtered as the frames)."""
+    t = np.asarray(template, dtype=np.float32)
+    if gSig_filt is not None:
+        t = highpass(t, gSig_filt)
+    return image_spectra(extract_patches(t[None], grid)[0])
+
+
+def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, rigid: np.ndarray, *,
+                 max_deviation_rigid=3, gSig_filt=None, upsample: int = 10) -> np.ndarray:
+    """Per-patch registration shifts bounded around the rigid shifts.
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        ``(n, H, W)`` raw frames.
+    tmpl_spectra : np.ndarray
+        From :func:`template_patch_spectra` (same ``gSig_filt``).
+    grid : PatchGrid
+        Patch layout.
+    rigid : np.ndarray
+        ``(n, 2)`` rigid shifts of the frames (pixels).
+    max_deviation_rigid : int or (int, int)
+        Largest |patch shift - rigid shift| in pixels.
+    gSig_filt : float, pair or None
+        High-pass width (frames are filtered whole, then cut).
+    upsample : int
+        Sub-pixel factor.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n, gy, gx, 2)`` float32 shifts ``(shift_y, shift_x)`` in pixels.
+    """
+    a = np.asarray(frames, dtype=np.float32)
+    if gSig_filt is not None:
+        a = highpass(a, gSig_filt)
+    n = a.shape[0]
+    gy, gx = grid.shape
+    py, px = grid.size
+    spec = image_spectra(extract_patches(a, grid)).reshape(n * gy * gx, py, px // 2 + 1)
+    dev = np.broadcast_to(np.asarray(max_deviation_rigid, dtype=np.float64).reshape(-1), (2,))
+    lim = np.array([py // 2 - 1, px // 2 - 1], dtype=np.float64)
+    r = np.repeat(np.asarray(rigid, dtype=np.float64), gy * gx, axis=0)
+    lo = np.clip(r - dev, -lim, lim)
+    hi = np.clip(r + dev, -lim, lim)
+    tm = np.broadcast_to(tmpl_spectra[None], (n,) + tmpl_spectra.shape).reshape(spec.shape)
+    s = register_spectra(spec, tm, (py, px), lo=lo, hi=np.maximum(hi, lo), upsample=upsample)
+    return s.reshape(n, gy, gx, 2)
+
+
+def _weights(centers: np.ndarray, n: int) -> np.ndarray:
+    """``(n, g)`` natural-cubic-spline weights from values at ``centers`` to pixels 0..n-1."""
+    g = centers.size
+    if g == 1:
+        return np.ones((n, 1), np.float32)
+    x = np.clip(np.arange(n, dtype=np.float64), centers[0], centers[-1])
+    if g == 2:
+        return np.stack([(centers[1] - x), (x - centers[0])], axis=1).astype(np.float32) / float(centers[1] - centers[0])
+    return CubicSpline(centers, np.eye(g), bc_type="natural")(x).astype(np.float32)
+
+
+def shift_field(pshifts: np.ndarray, grid: PatchGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth full-resolution field from patch shifts.
+
+    Parameters
+    ----------
+    pshifts : np.ndarray
+        ``(n, gy, gx, 2)`` or ``(gy, gx, 2)`` patch shifts (pixels).
+    grid : PatchGrid
+        Patch layout.
+
+    Returns
+    -------
+    field_y, field_x : np.ndarray
+        ``(n, H, W)`` (or ``(H, W)``) float32 shift at every pixel (pixels).
+    """
+    p = np.asarray(pshifts, dtype=np.float32)
+    single = p.ndim == 3
+    if single:
+        p = p[None]
+    H, W = grid.dims
+    wy = _weights(grid.centers_y, H)  # (H, gy)
+    wxT = np.ascontiguousarray(_weights(grid.centers_x, W).T)  # (gx, W)
+    fy = np.matmul(np.matmul(wy, p[..., 0]), wxT)
+    fx = np.matmul(np.matmul(wy, p[..., 1]), wxT)
+    return (fy[0], fx[0]) if single else (fy, fx)
+
+
+def apply_piecewise(frames: np.ndarray, pshifts: np.ndarray, grid: PatchGrid, *, border_nan="copy",
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """Warp frames by the smooth fields of their patch shifts.
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        ``(n, H, W)`` raw frames.
+    pshifts : np.ndarray
+        ``(n, gy, gx, 2)`` patch shifts.
+    grid : PatchGrid
+        Patch layout.
+    border_nan : {True, False, 'copy', 'min'}
+        Fill of pixels with no source.
+    out : np.ndarray, optional
+        ``(n, H, W)`` float32 output.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n, H, W)`` float32 registered frames.
+    """
+    a = np.asarray(frames, dtype=np.float32)
+    if out is None:
+        out = np.empty_like(a)
+    fy, fx = shift_field(pshifts, grid)
+    for i in range(a.shape[0]):
+        apply_field(a[i], fy[i], fx[i], border_nan=border_nan, out=out[i])
+    return out

@@ -1,0 +1,239 @@
+"""Translation estimation by FFT cross-correlation with sub-pixel refinement.
+
+For an image ``f`` and a template ``t`` the circular cross-correlation
+``cc(s) = sum_x t(x + s) f(x)`` is the inverse DFT of ``T(k) * conj(F(k))`` and its
+maximum is the shift ``s`` that moves ``f`` onto ``t`` — the registration shift of the
+package convention (``registered(y, x) = f(y - s_y, x - s_x)``).
+
+Two stages, batched over all images given (frames of a chunk, or all patches of all
+frames):
+
+1. integer peak of ``cc`` (inverse real FFT), searched only inside the allowed window
+   ``lo <= s <= hi`` (``±max_shifts`` for rigid, ``rigid ± max_deviation_rigid`` for
+   patches);
+2. sub-pixel refinement by the upsampled DFT of Guizar-Sicairos, Thurman & Fienup
+   (Opt. Lett. 2008): ``cc`` is evaluated exactly (band-limited) on a grid of step
+   ``1/upsample`` over ±0.75 px around the integer peak by two small matrix products, and
+   the grid maximum is refined further by a 3-point parabola on that fine grid.
+
+The per-image phase ramp that centres the fine grid on each image's own peak is folded
+into the cross-power spectrum, so the two DFT matrices are shared by all images and the
+refinement is a pair of large BLAS products instead of per-image work.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft as sfft
+
+from cellextract.motion.filters import highpass
+
+_TWO_PI = 2.0 * np.pi
+
+
+def image_spectra(images: np.ndarray, *, gSig_filt=None, workers: int = 1) -> np.ndarray:
+    """Real 2-D FFT of images (optionally high-pass filtered first).
+
+    Parameters
+    ----------
+    images : np.ndarray
+        ``(..., h, w)`` images (frames or patches).
+    gSig_filt : float, pair or None
+        If set, filter with :func:`cellextract.motion.filters.highpass` first (only for
+        ``(n, h, w)`` or ``(h, w)`` input).
+    workers : int
+        Threads for ``scipy.fft``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(..., h, w // 2 + 1)`` complex64 spectra. NaN pixels count as 0.
+    """
+    a = np.asarray(images, dtype=np.float32)
+    if gSig_filt is not None:
+        a = highpass(a, gSig_filt)
+    if not np.isfinite(a).all():
+        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+    return sfft.rfft2(a, axes=(-2, -1), workers=workers)
+
+
+@lru_cache(maxsize=32)
+def _freqs(h: int, w: int):
+    """Signed row frequencies, rfft column frequencies and Hermitian weights (cached)."""
+    fy = sfft.fftfreq(h)
+    fx = sfft.rfftfreq(w)
+    wx = np.full(fx.size, 2.0)
+    wx[0] = 1.0
+    if w % 2 == 0:
+        wx[-1] = 1.0
+    return fy, fx, wx
+
+
+def correlation_window(cps: np.ndarray, shape: tuple[int, int], centers: np.ndarray,
+                       off_y: np.ndarray, off_x: np.ndarray) -> np.ndarray:
+    """Evaluate the circular cross-correlation at arbitrary (sub-pixel) shifts.
+
+    Parameters
+    ----------
+    cps : np.ndarray
+        ``(n, h, wr)`` complex64 cross-power spectra ``T * conj(F)`` (rfft layout).
+    shape : (int, int)
+        ``(h, w)`` image size.
+    centers : np.ndarray
+        ``(n, 2)`` window centre per image, pixels.
+    off_y, off_x : np.ndarray
+        ``(my,)``, ``(mx,)`` offsets from the centre, pixels.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n, my, mx)`` float32 correlation values (band-limited interpolation; up to the
+        constant factor ``h * w``), via two batched matrix products.
+    """
+    h, w = shape
+    fy, fx, wx = _freqs(h, w)
+    oy = np.asarray(off_y, dtype=np.float64)
+    ox = np.asarray(off_x, dtype=np.float64)
+    # exp(2 pi i f (c + o)) = exp(2 pi i f c) * exp(2 pi i f o): n*h + m*h exponentials only
+    ey = np.exp((1j * _TWO_PI) * (oy[:, None] * fy[None, :])).astype(np.complex64)  # (my, h)
+    ex = (wx[:, None] * np.exp((1j * _TWO_PI) * (fx[:, None] * ox[None, :]))).astype(np.complex64)  # (wr, mx)
+    ry = np.exp((1j * _TWO_PI) * (centers[:, 0:1] * fy[None, :])).astype(np.complex64)  # (n, h)
+    rx = np.exp((1j * _TWO_PI) * (centers[:, 1:2] * fx[None, :])).astype(np.complex64)  # (n, wr)
+    ky = ey[None, :, :] * ry[:, None, :]  # (n, my, h)
+    kx = ex[None, :, :] * rx[:, :, None]  # (n, wr, mx)
+    return np.matmul(np.matmul(ky, cps), kx).real
+
+
+def _signed(n: int) -> np.ndarray:
+    """Signed shift represented by each index of a length-``n`` circular axis."""
+    i = np.arange(n)
+    return np.where(i <= n // 2, i, i - n)
+
+
+def _parabola(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Vertex offset (in grid steps, within ±0.5) of the parabola through (-1,a),(0,b),(1,c)."""
+    den = a - 2.0 * b + c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(den < 0, 0.5 * (a - c) / den, 0.0)
+    return np.clip(d, -0.5, 0.5)
+
+
+def _argmax2(vals: np.ndarray, refine: bool):
+    """Per-image 2-D argmax ``(jy, jx)`` with optional parabolic sub-grid offsets."""
+    n, my, mx = vals.shape
+    k = vals.reshape(n, -1).argmax(axis=1)
+    jy, jx = k // mx, k % mx
+    dy = np.zeros(n)
+    dx = np.zeros(n)
+    if refine:
+        idx = np.arange(n)
+        iny = (jy > 0) & (jy < my - 1)
+        inx = (jx > 0) & (jx < mx - 1)
+        if iny.any():
+            a, b, c = (vals[idx[iny], jy[iny] + d, jx[iny]].astype(np.float64) for d in (-1, 0, 1))
+            dy[iny] = _parabola(a, b, c)
+        if inx.any():
+            a, b, c = (vals[idx[inx], jy[inx], jx[inx] + d].astype(np.float64) for d in (-1, 0, 1))
+            dx[inx] = _parabola(a, b, c)
+    return jy, jx, dy, dx
+
+
+def register_spectra(spectra: np.ndarray, template_spectra: np.ndarray, shape: tuple[int, int], *,
+                     lo, hi, upsample: int = 10, workers: int = 1) -> np.ndarray:
+    """Registration shifts of images given their spectra, with bounded search.
+
+    Parameters
+    ----------
+    spectra : np.ndarray
+        ``(n, h, wr)`` complex64 spectra of the images (:func:`image_spectra`); it is
+        overwritten (used as work space).
+    template_spectra : np.ndarray
+        ``(h, wr)`` or ``(n, h, wr)`` spectra of the template(s).
+    shape : (int, int)
+        ``(h, w)`` image size in pixels.
+    lo, hi : array-like
+        Lower/upper shift bounds in pixels, ``(2,)`` or ``(n, 2)`` as (y, x); the result
+        satisfies ``lo <= s <= hi``.
+    upsample : int
+        Sub-pixel grid factor of the upsampled DFT (grid step ``1/upsample`` px before the
+        final parabolic refinement).
+    workers : int
+        Unused (kept for API symmetry).
+
+    Returns
+    -------
+    np.ndarray
+        ``(n, 2)`` float32 shifts ``(shift_y, shift_x)`` in pixels.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    n = spectra.shape[0]
+    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (n, 2))
+    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (n, 2))
+    cps = np.conjugate(spectra, out=spectra)
+    cps *= template_spectra
+    cps[..., 0, 0] = 0.0
+    # stage 1: integer peak inside the allowed window (integers within 0.5 px of it)
+    ilo = np.ceil(lo - 0.5)
+    ihi = np.floor(hi + 0.5)
+    ctr = np.round(0.5 * (ilo + ihi))
+    R = int(max(np.max(ctr - ilo), np.max(ihi - ctr), 0))
+    R = min(R, h // 2 - 1, w // 2 - 1) if min(h, w) > 2 else R
+    ints = np.arange(-R, R + 1, dtype=np.float64)
+    coarse = correlation_window(cps, (h, w), ctr, ints, ints)
+    sy = ctr[:, 0:1] + ints[None, :]
+    sx = ctr[:, 1:2] + ints[None, :]
+    ok_y = (sy >= ilo[:, 0:1]) & (sy <= ihi[:, 0:1])
+    ok_x = (sx >= ilo[:, 1:2]) & (sx <= ihi[:, 1:2])
+    coarse = np.where(ok_y[:, :, None] & ok_x[:, None, :], coarse, -np.inf)
+    jy, jx, _, _ = _argmax2(coarse, refine=False)
+    peak = np.stack([ctr[:, 0] + ints[jy], ctr[:, 1] + ints[jx]], axis=1)
+    # stage 2: upsampled DFT on ±0.75 px, then parabola on the fine grid
+    m = int(np.ceil(1.5 * upsample))
+    m += 1 - m % 2
+    off = (np.arange(m) - m // 2) / float(upsample)
+    fine = correlation_window(cps, (h, w), peak, off, off)
+    jy, jx, dy, dx = _argmax2(fine, refine=True)
+    step = 1.0 / float(upsample)
+    shy = peak[:, 0] + off[jy] + dy * step
+    shx = peak[:, 1] + off[jx] + dx * step
+    out = np.stack([np.clip(shy, lo[:, 0], hi[:, 0]), np.clip(shx, lo[:, 1], hi[:, 1])], axis=1)
+    return out.astype(np.float32)
+
+
+def rigid_shifts(frames: np.ndarray, template_spectrum: np.ndarray, *, max_shifts=(5, 5),
+                 gSig_filt=None, upsample: int = 10, workers: int = 1) -> np.ndarray:
+    """Rigid registration shifts of frames to a template.
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        ``(n, H, W)`` frames (raw; filtered here when ``gSig_filt`` is set).
+    template_spectrum : np.ndarray
+        ``(H, W // 2 + 1)`` spectrum of the template, made by :func:`image_spectra` with
+        the same ``gSig_filt``.
+    max_shifts : (int, int)
+        Largest allowed |shift| in pixels along (y, x).
+    gSig_filt : float, pair or None
+        High-pass filter width used for registration only.
+    upsample : int
+        Sub-pixel upsampling factor.
+    workers : int
+        Threads for ``scipy.fft``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n, 2)`` float32 shifts ``(shift_y, shift_x)`` in pixels.
+    """
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim == 2:
+        frames = frames[None]
+    H, W = frames.shape[1:]
+    ms = np.asarray(max_shifts, dtype=np.float64).reshape(-1)
+    ms = np.broadcast_to(ms, (2,))
+    ms = np.minimum(ms, [H // 2 - 1, W // 2 - 1])
+    spec = image_spectra(frames, gSig_filt=gSig_filt, workers=workers)
+    return register_spectra(spec, template_spectrum, (H, W), lo=-ms, hi=ms,
+                            upsample=upsample, workers=workers)
