@@ -1,0 +1,77 @@
+"""End-to-end: the real Snakemake DAG on small synthetic movies, through `cellextract run`."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from wfhelpers import FAST, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_all_outputs_of_the_contract_exist(small_run):
+    s = small_run
+    for rel in ["series.json", "params.json", "cnmf/fit.hdf5", "cnmf/summary_images.npz",
+                "caiman_output.hdf5", "cellset_raw.000.isxd", "cellset_denoised.000.isxd",
+                "neural_events.000.isxd", "output_metadata.json", "motion/shifts.csv",
+                "previews/initialization_images.png", "previews/events.png",
+                "previews/motion.png"]:
+        assert (s / rel).is_file(), rel
+    mm = list((s / "motion").glob("small_d1_64_d2_64_d3_1_order_C_frames_300.mmap"))
+    assert len(mm) == 1
+
+
+def test_params_json_records_sources(small_run):
+    doc = json.loads((small_run / "params.json").read_text())
+    assert doc["params"]["init"]["min_pnr"] == 6
+    assert doc["sources"]["init.min_pnr"] == "table"
+    assert doc["params"]["data"]["fr"] == 10.0  # from the tif's ImageJ metadata
+
+
+def test_model_has_cells_and_evaluation(small_run):
+    with h5py.File(small_run / "caiman_output.hdf5", "r") as f:
+        K = f["estimates/A/shape"][()][1]
+        assert K >= 4
+        acc = f["estimates/idx_components"][()]
+        assert len(acc) >= 4
+        assert f["estimates/C"].shape == (K, 300)
+
+
+def test_cellsets_read_back_with_isx(small_run):
+    import isx
+
+    cs = isx.CellSet.read(str(small_run / "cellset_raw.000.isxd"))
+    assert cs.num_cells >= 4
+    assert cs.timing.num_samples == 300
+    trace = cs.get_cell_trace_data(0)
+    assert np.isfinite(trace).all()
+
+
+def test_bad_input_fails_cleanly(tmp_path):
+    missing = tmp_path / "nope.tif"
+    proc = run_cli("run", missing, "--out", tmp_path / "out", check=False)
+    assert proc.returncode != 0
+    assert "nope.tif" in proc.stderr
+    assert not (tmp_path / "out" / "nope").exists()
+
+
+def test_bad_parameter_fails_cleanly(tmp_path, small_movie):
+    proc = run_cli("run", small_movie, "--out", tmp_path / "out", "--set", "max_shifts=-1",
+                   check=False)
+    assert proc.returncode != 0
+    assert "max_shifts" in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.hdf5"))
+
+
+def test_quality_change_reruns_only_evaluation_onwards(tmp_path, small_movie):
+    out = tmp_path / "run"
+    run_cli("run", small_movie, "--name", "m", "--out", out, "--cores", "2", *FAST)
+    plan = run_cli("run", small_movie, "--name", "m", "--out", out, "--cores", "2", *FAST,
+                   "--set", "min_SNR=5", "--dry-run").stdout
+    assert "evaluate" in plan
+    for stage in ("motion_correct", "cnmf_fit", "concatenate"):
+        assert f"rule {stage}:" not in plan, plan
