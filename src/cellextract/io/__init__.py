@@ -13,10 +13,12 @@ from cellextract.io.base import MovieReader
 from cellextract.io.memmap import (MemmapWriter, create_memmap, frames_from_memmap, memmap_name,
                                    open_memmap, parse_memmap_name)
 from cellextract.io.movie import MOVIE_EXTENSIONS, open_movie
+from cellextract.io.series import SeriesInfo, SeriesReader, load_series, open_series
 from cellextract.io.writers import write_avi, write_isxd, write_tiff
 
 __all__ = [
     "MovieReader", "open_movie", "MOVIE_EXTENSIONS",
+    "SeriesInfo", "SeriesReader", "load_series", "open_series",
     "MemmapWriter", "create_memmap", "frames_from_memmap", "memmap_name", "open_memmap",
     "parse_memmap_name",
     "write_avi", "write_isxd", "write_tiff",

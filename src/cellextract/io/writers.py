@@ -239,7 +239,7 @@ def avi_codec() -> str:
 
 
 def write_avi(path, frames, *, fr: float, vmin: float | None = None,
-              vmax: float | None = None, codec: str | None = None) -> Path:
+              vmax: float | None = None, codec: str | None = None, pad_odd: bool = False) -> Path:
     """Write a gray 8-bit AVI movie with OpenCV.
 
     Scaling: uint8 frames are written unchanged. Anything else is mapped linearly,
@@ -259,6 +259,10 @@ def write_avi(path, frames, *, fr: float, vmin: float | None = None,
         Intensity range mapped to 0 and 255.
     codec : str, optional
         FourCC; default :func:`avi_codec` (lossless FFV1 when available, else MJPG).
+    pad_odd : bool
+        OpenCV's video writer silently drops the last row/column of odd-sized frames, so
+        odd ``H`` or ``W`` raise ValueError unless ``pad_odd=True``, which appends a copy
+        of the last row/column (the file then holds ``(H + H % 2, W + W % 2)`` frames).
 
     Returns
     -------
@@ -277,10 +281,15 @@ def write_avi(path, frames, *, fr: float, vmin: float | None = None,
         vmax = float(np.nanmax(frames)) if vmax is None else vmax
     span = (vmax - vmin) if scale and vmax > vmin else 1.0
     H, W = first.shape[1:]
+    pad = (0, H % 2), (0, W % 2)
+    if (H % 2 or W % 2) and not pad_odd:
+        raise ValueError(f"{path}: AVI frames must have even height and width, got {H}x{W} "
+                         "(OpenCV would crop them); pass pad_odd=True to pad")
     fourcc = codec or avi_codec()
     n = 0
     with _Atomic(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fr), (W, H), False)
+        size = (W + pad[1][1], H + pad[0][1])
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fr), size, False)
         if not writer.isOpened():
             raise ValueError(f"{path}: OpenCV cannot write AVI with codec {fourcc}")
         try:
@@ -289,7 +298,9 @@ def write_avi(path, frames, *, fr: float, vmin: float | None = None,
                     c = np.nan_to_num((chunk.astype(np.float32) - vmin) * (255.0 / span), nan=0.0)
                     chunk = np.clip(np.rint(c), 0, 255).astype(np.uint8)
                 for frame in chunk:
-                    writer.write(np.ascontiguousarray(frame))
+                    if frame.shape != (H, W):
+                        raise ValueError(f"{path}: frame of shape {frame.shape}, expected {(H, W)}")
+                    writer.write(np.ascontiguousarray(np.pad(frame, pad, mode="edge")))
                     n += 1
         finally:
             writer.release()
