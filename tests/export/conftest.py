@@ -28,7 +28,8 @@ def build_estimates(K=4, T=60, dims=(12, 10), seed=0, evaluated=True):
     est = Estimates(
         A=A, C=C.astype(np.float32), dims=dims, S=S.astype(np.float32),
         YrA=YrA.astype(np.float32), b0=rng.random(H * W).astype(np.float32),
-        W=sp.random(H * W, H * W, density=0.01, random_state=seed, format="csr"),
+        W=(sp.random(H * W, H * W, density=0.01, random_state=seed, format="csr")
+           if H * W <= 2000 else None),
         sn=rng.random(H * W).astype(np.float32), g=np.full((K, 1), 0.9),
         bl=np.zeros(K), c1=np.zeros(K), neurons_sn=np.full(K, 0.1), lam=np.ones(K),
         Cn=rng.random(dims).astype(np.float32),
