@@ -52,7 +52,7 @@ def test_unknown_stage():
 
 
 def test_memmap_basename_is_caimans():
-    info = {"dims": [120, 130], "n_frames": 500}
+    info = {"dims": [120, 130], "n_frames": [200, 300]}
     assert snake.memmap_basename("m", info) == "m_d1_120_d2_130_d3_1_order_C_frames_500.mmap"
 
 

@@ -86,7 +86,13 @@ def stage_params(config: dict, stage: str) -> dict:
 def memmap_basename(series: str, info: dict) -> str:
     """CaImAn memmap file name of a series from its ``series.json`` description."""
     H, W = info["dims"]
-    return f"{series}_d1_{H}_d2_{W}_d3_1_order_C_frames_{info['n_frames']}.mmap"
+    return f"{series}_d1_{H}_d2_{W}_d3_1_order_C_frames_{total_frames(info)}.mmap"
+
+
+def total_frames(info: dict) -> int:
+    """Frames of the concatenated series (``n_frames`` is per file in ``series.json``)."""
+    n = info["n_frames"]
+    return int(sum(n)) if isinstance(n, (list, tuple)) else int(n)
 
 
 def threads(config: dict) -> int:
@@ -114,7 +120,7 @@ def movie_mb(series_json: str) -> float:
         with open(series_json) as fh:
             info = json.load(fh)
         H, W = info["dims"]
-        return H * W * info["n_frames"] * 4 / 1e6
+        return H * W * total_frames(info) * 4 / 1e6
     except (OSError, KeyError, ValueError):
         return 0.0
 

@@ -40,7 +40,7 @@ def concatenate(files: list[str], out_json: str | Path) -> None:
 
     info = load_series(files)
     info.to_json(out_json)
-    log.info("series of %d file(s): %d frames of %s px at %s Hz", len(files), info.n_frames,
+    log.info("series of %d file(s): %d frames of %s px at %s Hz", len(files), info.total_frames,
              info.dims, info.fr)
 
 
