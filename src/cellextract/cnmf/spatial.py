@@ -1,0 +1,176 @@
+"""Spatial update of CNMF: non-negative footprints with local support (HALS).
+
+Given traces ``C`` (K, T) and background-free data ``Yb`` (P, T), the footprints
+minimise ``|Yb - A C|_F^2`` with ``A >= 0`` and each column restricted to a mask (the
+dilated current support, within a box around the component). Hierarchical alternating
+least squares (HALS, Cichocki & Phan 2009) only needs the sufficient statistics
+``Q = Yb C^T`` (P, K) and ``R = C C^T`` (K, K); pixel rows are independent.
+
+Footprints are then cleaned: small values removed, only the largest connected piece
+kept, empty components dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.ndimage as ndi
+import scipy.sparse as sp
+
+
+def _disk(radius: int) -> np.ndarray:
+    r = int(radius)
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return (yy ** 2 + xx ** 2) <= r * r + 0.5
+
+
+def centers_of_mass(A: sp.spmatrix, dims: tuple[int, int]) -> np.ndarray:
+    """Centre of mass ``(row, col)`` of each footprint, shape (K, 2), pixels."""
+    A = sp.csc_matrix(A)
+    H = int(dims[0])
+    idx = np.arange(A.shape[0])
+    rows, cols = idx % H, idx // H
+    s = np.asarray(A.sum(axis=0)).ravel()
+    s[s == 0] = 1.0
+    cr = np.asarray(A.T @ rows).ravel() / s
+    cc = np.asarray(A.T @ cols).ravel() / s
+    return np.stack([cr, cc], axis=1)
+
+
+def support_masks(A: sp.spmatrix, dims: tuple[int, int], *, dilate: int, box: int) -> list:
+    """Pixels each footprint may occupy in the next spatial update.
+
+    Parameters
+    ----------
+    A : sparse, shape (P, K)
+        Current footprints, Fortran pixel order.
+    dims : (int, int)
+        ``(H, W)``.
+    dilate : int
+        Dilation radius (pixels) of the current support.
+    box : int
+        The mask stays within ``box`` pixels (Chebyshev distance) of the centre of mass.
+
+    Returns
+    -------
+    list of ndarray of int
+        Sorted Fortran pixel indices per component (length K).
+    """
+    A = sp.csc_matrix(A)
+    H, W = int(dims[0]), int(dims[1])
+    cm = centers_of_mass(A, dims)
+    st = _disk(max(int(dilate), 0))
+    pad = int(dilate)
+    out = []
+    for k in range(A.shape[1]):
+        pix = A.indices[A.indptr[k]:A.indptr[k + 1]][A.data[A.indptr[k]:A.indptr[k + 1]] > 0]
+        if pix.size == 0:
+            out.append(np.zeros(0, np.int64))
+            continue
+        r, c = pix % H, pix // H
+        r0, r1 = max(r.min() - pad, 0), min(r.max() + pad + 1, H)
+        c0, c1 = max(c.min() - pad, 0), min(c.max() + pad + 1, W)
+        m = np.zeros((r1 - r0, c1 - c0), bool)
+        m[r - r0, c - c0] = True
+        if pad > 0:
+            m = ndi.binary_dilation(m, structure=st)
+        rr, cc = np.nonzero(m)
+        rr, cc = rr + r0, cc + c0
+        inb = (np.abs(rr - cm[k, 0]) <= box) & (np.abs(cc - cm[k, 1]) <= box)
+        out.append(np.sort((rr[inb] + cc[inb] * H).astype(np.int64)))
+    return out
+
+
+def hals_spatial(A: np.ndarray, Q: np.ndarray, R: np.ndarray, masks: list, *,
+                 n_iter: int = 3) -> np.ndarray:
+    """HALS sweeps over the footprints.
+
+    Parameters
+    ----------
+    A : ndarray, shape (P, K), float32
+        Current footprints (dense; modified copy returned).
+    Q : ndarray, shape (P, K)
+        ``Yb C^T``.
+    R : ndarray, shape (K, K)
+        ``C C^T``.
+    masks : list of int arrays
+        Allowed pixels per component (see :func:`support_masks`).
+    n_iter : int
+        Number of sweeps.
+
+    Returns
+    -------
+    A : ndarray, shape (P, K), float32, >= 0, zero outside the masks.
+    """
+    A = np.array(A, dtype=np.float32, order="C")
+    K = A.shape[1]
+    R = np.asarray(R, np.float32)
+    for k in range(K):
+        keep = np.zeros(A.shape[0], bool)
+        keep[masks[k]] = True
+        A[~keep, k] = 0.0
+    for _ in range(n_iter):
+        for k in range(K):
+            idx = masks[k]
+            if idx.size == 0 or R[k, k] <= 0:
+                A[:, k] = 0.0
+                continue
+            a = A[idx, k] + (Q[idx, k] - A[idx] @ R[:, k]) / R[k, k]
+            A[idx, k] = np.maximum(a, 0.0)
+    return A
+
+
+def clean_footprints(A: np.ndarray | sp.spmatrix, dims: tuple[int, int], *,
+                     rel_thr: float = 0.02, min_pixels: int = 3) -> tuple[sp.csc_matrix, np.ndarray]:
+    """Remove small values and stray pieces; report empty components.
+
+    Parameters
+    ----------
+    A : ndarray or sparse, shape (P, K)
+    dims : (int, int)
+    rel_thr : float
+        Values below ``rel_thr * max`` of the column are set to 0.
+    min_pixels : int
+        Components with fewer remaining pixels are reported empty.
+
+    Returns
+    -------
+    A : csc_matrix, shape (P, K), float32
+        Cleaned footprints (only the largest 8-connected piece of each).
+    keep : ndarray of bool, shape (K,)
+        False for empty / tiny components.
+    """
+    A = sp.csc_matrix(A, dtype=np.float32)
+    A.eliminate_zeros()
+    H = int(dims[0])
+    K = A.shape[1]
+    keep = np.ones(K, bool)
+    cols_i, cols_v = [], []
+    st = np.ones((3, 3), bool)
+    for k in range(K):
+        sl = slice(A.indptr[k], A.indptr[k + 1])
+        pix, val = A.indices[sl], A.data[sl]
+        if val.size == 0 or val.max() <= 0:
+            keep[k] = False
+            cols_i.append(np.zeros(0, np.int64)); cols_v.append(np.zeros(0, np.float32))
+            continue
+        sel = val >= rel_thr * val.max()
+        pix, val = pix[sel], val[sel]
+        r, c = pix % H, pix // H
+        r0, c0 = r.min(), c.min()
+        m = np.zeros((r.max() - r0 + 1, c.max() - c0 + 1), bool)
+        m[r - r0, c - c0] = True
+        lab, n = ndi.label(m, structure=st)
+        if n > 1:
+            l = lab[r - r0, c - c0]
+            w = np.bincount(l, weights=val, minlength=n + 1)
+            sel = l == np.argmax(w[1:]) + 1
+            pix, val = pix[sel], val[sel]
+        if pix.size < min_pixels:
+            keep[k] = False
+        order = np.argsort(pix)
+        cols_i.append(pix[order]); cols_v.append(val[order])
+    indptr = np.concatenate([[0], np.cumsum([len(i) for i in cols_i])])
+    data = np.concatenate(cols_v) if K else np.zeros(0, np.float32)
+    indices = np.concatenate(cols_i) if K else np.zeros(0, np.int64)
+    out = sp.csc_matrix((data.astype(np.float32), indices, indptr), shape=A.shape)
+    return out, keep
