@@ -18,9 +18,8 @@ import numpy as np
 from cellextract.errors import InputError
 from cellextract.io.base import MovieReader, one_line
 
-#: isxd ``type`` codes of the header (0 = movie).
-ISXD_TYPES = {0: "movie", 1: "cell set", 2: "image", 3: "event set", 4: "gpio",
-              5: "vessel set", 6: "nVision movie"}
+#: isxd header ``type`` codes seen in real files (0 = movie).
+ISXD_TYPES = {0: "a movie", 1: "a cell set", 5: "an event set"}
 _DATA_TYPES = {0: np.uint16, 1: np.float32, 2: np.uint8}
 
 
@@ -78,8 +77,8 @@ class IsxdReader(MovieReader):
         header, data_bytes = read_isxd_header(self.path)
         kind = header.get("type", 0)
         if kind != 0:
-            raise InputError(f"{self.path}: isxd file is a {ISXD_TYPES.get(kind, f'type {kind}')}, "
-                             "not a movie")
+            what = ISXD_TYPES.get(kind, f"a data set of header type {kind}")
+            raise InputError(f"{self.path}: isxd file is not a movie (it holds {what})")
         try:
             self._movie = isx.Movie.read(str(self.path))
             timing, spacing = self._movie.timing, self._movie.spacing

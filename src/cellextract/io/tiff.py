@@ -9,6 +9,7 @@ axis) are converted to gray with the ITU-R BT.601 weights (as OpenCV does).
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 import xml.etree.ElementTree as ET
@@ -67,6 +68,69 @@ def tiff_frame_rate(tif: tifffile.TiffFile) -> float | None:
     return fr
 
 
+_CORRUPT_LOG = ("invalid page offset", "corrupt", "failed to reshape", "truncat", "invalid tag")
+
+
+class _TiffLogCapture(logging.Handler):
+    """Collect (and silence) tifffile's warnings about damaged files while opening."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self._logger = logging.getLogger("tifffile")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(" ".join(record.getMessage().split()))
+
+    def __enter__(self) -> "_TiffLogCapture":
+        self._propagate = self._logger.propagate
+        self._logger.addHandler(self)
+        self._logger.propagate = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._logger.removeHandler(self)
+        self._logger.propagate = self._propagate
+
+    def corruption(self) -> str | None:
+        """The first message that signals a damaged file, else None."""
+        for m in self.messages:
+            if any(k in m.lower() for k in _CORRUPT_LOG):
+                return m
+        return None
+
+
+def _metadata_mismatch(tif: tifffile.TiffFile, series, n_frames: int) -> str | None:
+    """Describe a disagreement between the stored data and the ImageJ ``images`` count
+    or the tifffile shaped ``shape``; None when they agree or there is no such metadata."""
+    ij = tif.imagej_metadata or {}
+    if ij.get("images") and int(ij["images"]) != n_frames:
+        return f"ImageJ metadata promise {int(ij['images'])} images but {n_frames} were found"
+    shaped = tif.shaped_metadata[0].get("shape") if tif.shaped_metadata else None
+    found = int(np.prod(series.shape, dtype=np.int64))
+    if shaped and int(np.prod(shaped, dtype=np.int64)) != found:
+        return f"metadata promise shape {tuple(shaped)} but {tuple(series.shape)} was found"
+    return None
+
+
+def _check_intact(path, tif: tifffile.TiffFile, series, n_frames: int) -> None:
+    """Raise InputError for a truncated/corrupt TIFF (short data or metadata mismatch)."""
+    problem = _metadata_mismatch(tif, series, n_frames)
+    if problem is None:
+        size = Path(path).stat().st_size
+        last = series.pages[len(series) - 1] if len(series) else None
+        offsets = getattr(last, "dataoffsets", ()) or ()
+        counts = getattr(last, "databytecounts", ()) or ()
+        ends = [o + c for o, c in zip(offsets, counts)]
+        if ends and max(ends) > size:
+            problem = f"last page's data end at byte {max(ends)} beyond the file size {size}"
+        elif len(series) == 1 and int(np.prod(series.shape)) * series.dtype.itemsize + (
+                offsets[0] if offsets else 0) > size:
+            problem = "contiguous image data extend beyond the end of the file"
+    if problem:
+        raise InputError(f"{path}: corrupt or truncated TIFF ({problem})")
+
+
 def _frame_layout(path, shape: tuple[int, ...], axes: str) -> tuple[int, bool]:
     """Return ``(n_frames, has_samples_axis)`` for a series ``shape``/``axes``."""
     rgb = axes.endswith("S") and shape[-1] in (3, 4)
@@ -95,21 +159,31 @@ class TiffReader(MovieReader):
 
     def __init__(self, path):
         self.path = Path(path)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+        with warnings.catch_warnings(), _TiffLogCapture() as log:
+            warnings.simplefilter("ignore")
+            try:
                 self._tif = tifffile.TiffFile(self.path)
-                series = self._tif.series[0]
-                shape, axes = tuple(series.shape), series.axes
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(f"{self.path}: not a readable TIFF file: {one_line(exc)}") from exc
-        try:
-            self._init_layout(series, shape, axes)
-        except BaseException:
-            self._tif.close()
-            raise
+            except Exception as exc:
+                raise InputError(f"{self.path}: not a readable TIFF file: {one_line(exc)}") from exc
+            try:
+                self._open(log)
+            except InputError:
+                self.close()
+                raise
+            except Exception as exc:
+                self.close()
+                raise InputError(f"{self.path}: corrupt or truncated TIFF: {one_line(exc)}") from exc
+
+    def _open(self, log: _TiffLogCapture) -> None:
+        if not self._tif.series:
+            raise InputError(f"{self.path}: TIFF contains no images")
+        series = self._tif.series[0]
+        shape, axes = tuple(series.shape), series.axes
+        self._tif.imagej_metadata, self._tif.shaped_metadata  # parse while capturing the log
+        if log.corruption():
+            raise InputError(f"{self.path}: corrupt or truncated TIFF ({log.corruption()})")
+        self._init_layout(series, shape, axes)
+        _check_intact(self.path, self._tif, series, self.n_frames)
 
     def _init_layout(self, series, shape, axes) -> None:
         self.n_frames, self._rgb = _frame_layout(self.path, shape, axes)
@@ -121,14 +195,14 @@ class TiffReader(MovieReader):
         self.invalid = np.zeros(self.n_frames, dtype=bool)
         self.metadata = {"axes": axes, "shape": list(shape), "bigtiff": bool(self._tif.is_bigtiff),
                          "imagej": bool(self._tif.is_imagej), "ome": bool(self._tif.is_ome)}
+        if self.dtype.kind not in "uifb":
+            raise InputError(f"{self.path}: unsupported TIFF pixel type {self.dtype}")
         self._mm = self._try_memmap()
         self._series = series
         self.metadata["memmap"] = self._mm is not None
         if self._mm is None and len(series) != self.n_frames:
             raise InputError(f"{self.path}: TIFF stores {len(series)} pages for {self.n_frames} "
                              "frames and is not memory-mappable; unsupported layout")
-        if self.dtype.kind not in "uifb":
-            raise InputError(f"{self.path}: unsupported TIFF pixel type {self.dtype}")
 
     def _try_memmap(self) -> np.ndarray | None:
         try:
@@ -157,5 +231,6 @@ class TiffReader(MovieReader):
     def close(self) -> None:
         self._mm = None
         tif = getattr(self, "_tif", None)
+        self._tif = None
         if tif is not None:
             tif.close()

@@ -62,7 +62,11 @@ class VideoReader(MovieReader):
         self.metadata = {"fourcc": self._fourcc(), "color": bool(frame.ndim == 3 and frame.shape[2] > 1
                                                                  and not _is_gray(frame))}
         header_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        self.n_frames = self._count_frames(header_count)
+        try:
+            self.n_frames = self._count_frames(header_count)
+        except BaseException:
+            self.close()
+            raise
         self.metadata["header_frame_count"] = header_count
         self.invalid = np.zeros(self.n_frames, dtype=bool)
         self._next = None  # index of the frame the capture will decode next
@@ -88,12 +92,24 @@ class VideoReader(MovieReader):
             t_first = t_last if t_first is None else t_first
         if n > 1 and t_last > t_first:
             eff = 1000.0 * (n - 1) / (t_last - t_first)
+            self._check_duration(header_count, n, eff)
             if self.fr is None or abs(eff - self.fr) > 1e-3 * self.fr:
                 self.metadata["effective_fr"] = eff
                 logger.warning("%s: header says %s fps and %d frames, but %d frames decode with "
                                "time stamps at %.4g Hz (fr keeps the header value)",
                                self.path, self.fr, header_count, n, eff)
         return n
+
+    def _check_duration(self, header_count: int, n: int, eff: float) -> None:
+        """Raise InputError when the decodable frames cover less time than the header says."""
+        if not self.fr or header_count <= 0:
+            return
+        promised = header_count / self.fr
+        found = n / eff
+        if found < promised - 2.0 / min(self.fr, eff):
+            raise InputError(f"{self.path}: truncated video: header promises {promised:.4g} s "
+                             f"({header_count} frames at {self.fr:g} fps) but only {n} frames "
+                             f"({found:.4g} s) decode")
 
     def _seek(self, index: int) -> None:
         """Position the capture on frame ``index`` by decoding (exact for every codec).
