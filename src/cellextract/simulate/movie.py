@@ -90,6 +90,11 @@ class Simulation:
         self._offset, self._gain, self._read = offset, gain, read_sd
 
     @property
+    def vignette(self) -> np.ndarray:
+        """Multiplicative illumination map in camera coordinates, (H, W) float32."""
+        return self._vig
+
+    @property
     def canvas(self) -> tuple[int, int]:
         """Canvas size ``(H + 2m, W + 2m)``."""
         H, W = self.dims
