@@ -93,3 +93,24 @@ def test_real_inscopix_tiff_page_by_page():
         full = r.read()
         assert np.isfinite(full).all() and full.std() > 0
         _check_chunked(r, full)
+
+
+def test_bigtiff_chosen_above_threshold(tmp_path, monkeypatch):
+    import cellextract.io.writers as writers
+
+    mov = _movie(T=4)
+    monkeypatch.setattr(writers, "_BIGTIFF_BYTES", mov.nbytes - 1)
+    write_tiff(tmp_path / "big.tif", mov, fr=10.0)
+    monkeypatch.setattr(writers, "_BIGTIFF_BYTES", mov.nbytes)
+    write_tiff(tmp_path / "small.tif", mov, fr=10.0)
+    with TiffReader(tmp_path / "big.tif") as big, TiffReader(tmp_path / "small.tif") as small:
+        assert big.metadata["bigtiff"] and not small.metadata["bigtiff"]
+        assert big.fr == pytest.approx(10.0) and big.metadata["imagej"]
+        np.testing.assert_array_equal(big.read(), mov)
+
+
+def test_write_tiff_count_mismatch_leaves_no_file(tmp_path):
+    mov = _movie(T=4)
+    with pytest.raises(ValueError):
+        write_tiff(tmp_path / "n.tif", iter([mov]), fr=10.0, n_frames=6)
+    assert list(tmp_path.iterdir()) == []

@@ -235,8 +235,9 @@ class SeriesReader:
     """Reader over the concatenated (time-ordered) movie of a series.
 
     Same interface as :class:`cellextract.io.base.MovieReader` (``read``,
-    ``iter_chunks``, ``n_frames``, ``dims``, ``dtype``, ``fr``, ``invalid``) with global
-    frame indices; reads may span file boundaries.
+    ``iter_chunks``, ``n_frames``, ``dims``, ``dtype``, ``fr``, ``invalid``,
+    ``start_time`` = earliest file start, ``metadata``) with global frame indices; reads
+    may span file boundaries. Files are opened lazily, once, on first use.
 
     Parameters
     ----------
@@ -252,6 +253,10 @@ class SeriesReader:
         self.dtype = np.dtype(info.dtype)
         self.fr = info.fr
         self.invalid = info.invalid_mask
+        starts = [t for t in info.start_times if t is not None]
+        self.start_time = min(starts) if starts else None
+        self.metadata = {"files": list(info.files), "time_order": list(info.time_order),
+                         "per_file": info.metadata}
         self._order = list(info.time_order)
         self._starts = np.array([info.frame_ranges[i][0] for i in self._order], dtype=np.int64)
         self._stops = np.array([info.frame_ranges[i][1] for i in self._order], dtype=np.int64)
