@@ -14,3 +14,6 @@ from cellextract.simulate.write import part_paths, write_simulation
 
 __all__ = ["simulate", "Simulation", "PRESETS", "KIND_DEFAULTS", "write_simulation",
            "part_paths", "Truth", "load_truth", "write_truth"]
+from cellextract.simulate.score import score, shift_rmse  # noqa: E402
+
+__all__ += ["score", "shift_rmse"]

@@ -1,0 +1,102 @@
+"""Scorer: perfect, dropped, extra, displaced components; traces; shift RMSE."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cellextract.errors import ParameterError
+from cellextract.simulate import score, shift_rmse, simulate, write_truth
+
+H, W = 64, 72
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return simulate(kind="2p", dims=(H, W), frames=300, n_neurons=20, seed=11).truth
+
+
+def _shift_A(A, dy, dx):
+    """Translate footprints (Fortran order) by integer (dy, dx)."""
+    imgs = A.toarray().T.reshape(-1, W, H).transpose(0, 2, 1)
+    moved = np.roll(imgs, (dy, dx), axis=(1, 2))
+    return moved.transpose(0, 2, 1).reshape(len(imgs), -1).T
+
+
+def test_perfect_match(truth, tmp_path):
+    r = score(truth.A, (H, W), truth, C_found=truth.C, S_found=truth.S)
+    assert r["TP"] == 20 and r["F1"] == 1.0 and r["precision"] == 1.0 and r["recall"] == 1.0
+    assert r["matches"] == [[i, i] for i in range(20)]
+    assert r["median_trace_corr"] == pytest.approx(1.0)
+    assert r["median_spike_corr"] == pytest.approx(1.0)
+    # the same from a file path, a dense A, and shuffled column order
+    p = write_truth(tmp_path / "t.h5", truth)
+    perm = np.random.default_rng(0).permutation(20)
+    r2 = score(truth.A.toarray()[:, perm], (H, W), p, C_found=truth.C[perm])
+    assert r2["F1"] == 1.0 and sorted(r2["matches"]) == sorted([[int(perm[j]), j] for j in range(20)])
+    assert r2["median_trace_corr"] == pytest.approx(1.0)
+
+
+def test_dropped_and_extra(truth):
+    A = truth.A.toarray()
+    r = score(A[:, :15], (H, W), truth)
+    assert r["TP"] == 15 and r["recall"] == pytest.approx(0.75) and r["precision"] == 1.0
+    assert r["missed"] == list(range(15, 20))
+    assert r["F1"] == pytest.approx(2 * 0.75 / 1.75)
+    # extras far from any neuron: spots in an empty corner region are false positives
+    extra = np.zeros((H * W, 5), np.float32)
+    for k in range(5):
+        img = np.zeros((H, W), np.float32)
+        img[2 + 3 * k, 2] = 1.0
+        extra[:, k] = img.ravel(order="F")
+    occupied = (A > 0).any(1)
+    assert not occupied[extra.nonzero()[0]].all()
+    r = score(np.hstack([A, extra]), (H, W), truth)
+    assert r["n_found"] == 25 and r["FP"] == 5 and r["precision"] == pytest.approx(0.8)
+    assert r["false_positives"] == list(range(20, 25))
+
+
+def test_shifted_components(truth):
+    # a 1 px displacement still matches, a 15 px one does not
+    assert score(_shift_A(truth.A, 1, 0), (H, W), truth)["recall"] >= 0.9
+    far = score(_shift_A(truth.A, 15, 15), (H, W), truth)
+    assert far["recall"] <= 0.5 and not any(i == j for i, j in far["matches"])
+    # alignment recovers a global offset
+    r = score(_shift_A(truth.A, 3, -2), (H, W), truth, align=True)
+    assert r["offset"] == pytest.approx([-3, 2], abs=0.6) and r["recall"] >= 0.9
+    # a centroid gate of 0.5 px rejects 2 px displacements
+    r = score(_shift_A(truth.A, 2, 0), (H, W), truth, max_dist=0.5)
+    assert r["TP"] == 0
+
+
+def test_degraded_traces(truth):
+    rng = np.random.default_rng(1)
+    noisy = truth.C + rng.normal(0, 3 * truth.C.std(), truth.C.shape)
+    r = score(truth.A, (H, W), truth, C_found=noisy, S_found=np.roll(truth.S, 30, axis=1))
+    assert r["median_trace_corr"] < 0.6
+    assert r["median_spike_corr"] < 0.3
+    # a one-frame lag barely hurts the smoothed spike agreement
+    r = score(truth.A, (H, W), truth, S_found=np.roll(truth.S, 1, axis=1))
+    assert r["median_spike_corr"] > 0.5
+
+
+def test_empty_and_errors(truth):
+    r = score(sp.csc_matrix((H * W, 0)), (H, W), truth)
+    assert r["TP"] == 0 and r["F1"] == 0.0 and r["n_found"] == 0
+    with pytest.raises(ParameterError):
+        score(truth.A, (W, H), truth)
+    with pytest.raises(ParameterError):
+        score(truth.A, (H, W), truth, C_found=truth.C[:, :10])
+
+
+def test_shift_rmse():
+    rng = np.random.default_rng(0)
+    true = rng.normal(0, 2, (100, 2))
+    assert shift_rmse(true, true) == 0.0
+    assert shift_rmse(true + [1.0, -2.0], true) == pytest.approx(0.0, abs=1e-12)
+    assert shift_rmse(true + [1.0, -2.0], true, remove_offset=False) == pytest.approx(np.sqrt(5))
+    err = rng.normal(0, 0.3, (100, 2))
+    assert shift_rmse(true + err, true) == pytest.approx(np.sqrt(((err - err.mean(0)) ** 2).sum(1).mean()))
+    field = rng.normal(0, 1, (10, 2, 3, 3))
+    assert shift_rmse(field + 0.5, field) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ParameterError):
+        shift_rmse(true, true[:5])
