@@ -48,6 +48,12 @@ def test_invalid_frames_mapped_to_global_indices(tmp_path):
     write_isxd(tmp_path / "p2.isxd", b, fr=20.0, start_time=5.0, cropped=[(2, 3)])
     info = load_series([tmp_path / "p2.isxd", tmp_path / "p1.isxd"])
     assert info.invalid == [1, 7, 8]
+    table = info.file_table()
+    assert [r["path"] for r in table] == [str(tmp_path / "p2.isxd"), str(tmp_path / "p1.isxd")]
+    assert [r["time_rank"] for r in table] == [1, 0]
+    assert [(r["start_frame"], r["stop_frame"]) for r in table] == [(5, 12), (0, 5)]
+    assert [r["invalid"] for r in table] == [[2, 3], [1]]
+    assert table[0]["metadata"]["cropped"] == [[2, 3]] and table[1]["fr"] == pytest.approx(20.0)
     with open_series(info) as s:
         m = s.read()
         assert np.isnan(m[[1, 7, 8]]).all() and not np.isnan(np.delete(m, [1, 7, 8], 0)).any()

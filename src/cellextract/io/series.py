@@ -99,6 +99,30 @@ class SeriesInfo:
         mask[np.asarray(self.invalid, dtype=np.int64)] = True
         return mask
 
+    def file_table(self) -> list[dict]:
+        """One dict per file in the USER's order, for exporters.
+
+        Keys: ``index`` (user position), ``path``, ``format``, ``time_rank`` (position in
+        the concatenated movie), ``start_frame``/``stop_frame`` (global range),
+        ``n_frames``, ``fr`` (the file's own, else the series'), ``start_time``,
+        ``invalid`` (local indices of invalid frames), ``metadata``.
+        """
+        rank = {i: r for r, i in enumerate(self.time_order)}
+        invalid = np.asarray(self.invalid, dtype=np.int64)
+        rows = []
+        for k, path in enumerate(self.files):
+            start, stop = (int(v) for v in self.frame_ranges[k])
+            local = invalid[(invalid >= start) & (invalid < stop)] - start
+            fr_k = self.frame_rates[k] if self.frame_rates and self.frame_rates[k] else self.fr
+            rows.append({"index": k, "path": path,
+                         "format": self.formats[k] if self.formats else None,
+                         "time_rank": rank[k], "start_frame": start, "stop_frame": stop,
+                         "n_frames": stop - start, "fr": fr_k,
+                         "start_time": self.start_times[k] if self.start_times else None,
+                         "invalid": local.tolist(),
+                         "metadata": self.metadata[k] if self.metadata else {}})
+        return rows
+
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dict."""
         return dataclasses.asdict(self)
