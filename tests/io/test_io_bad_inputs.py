@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cellextract.errors import InputError
-from cellextract.io import (SeriesInfo, load_series, open_movie, write_avi, write_isxd,
+from cellextract.io import (SeriesInfo, load_series, open_movie, write_isxd,
                             write_tiff)
 
 D = "/work/shared/data/inscopix/"

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from cellextract.errors import InputError
 from cellextract.io import SeriesInfo, load_series, open_series, write_isxd, write_tiff
 
 D = "/work/shared/data/inscopix/"
