@@ -146,14 +146,98 @@ def evaluate(series_json: str | Path, fit: str | Path, motion_dir: str | Path,
     log.info("evaluate: %d of %d components accepted", n_acc, est.n_components)
 
 
-def file_table(info) -> list[dict]:
-    """Per input file (user order): frame range in the series and timing, for the exporters."""
-    return info.file_table()
-
-
 def write_json(path: str | Path, obj) -> None:
     """Write JSON atomically."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=float))
     tmp.replace(path)
+
+
+def export_files(info, *, fr: float) -> list[dict]:
+    """Per input file (user order), the description the exporters take.
+
+    Parameters
+    ----------
+    info : cellextract.io.SeriesInfo
+        The validated series.
+    fr : float
+        Resolved frame rate (Hz), used for files without their own timing.
+    """
+    mask = info.invalid_mask
+    out = []
+    for k, path in enumerate(info.files):
+        start, stop = info.frame_ranges[k]
+        fr_k = (info.frame_rates[k] if info.frame_rates and info.frame_rates[k] else fr)
+        out.append({"path": path, "start_frame": int(start), "n_frames": int(stop - start),
+                    "period_s": 1.0 / float(fr_k), "fr": float(fr_k),
+                    "start_time_s": info.start_times[k] if info.start_times else None,
+                    "invalid_mask": mask[start:stop],
+                    "is_isxd": (info.formats[k] == "isxd") if info.formats
+                    else str(path).lower().endswith(".isxd")})
+    return out
+
+
+def export_cellsets(series_json: str | Path, model: str | Path, k: int, out_raw: str | Path,
+                    out_denoised: str | Path, out_events: str | Path, stage: dict) -> None:
+    """Write the raw and denoised cell sets and the event set of input file ``k``."""
+    import shutil
+    import tempfile
+
+    from cellextract.export.caiman_hdf5 import load_estimates
+    from cellextract.export.isxd import export_isxd, output_names
+
+    info = _series(series_json)
+    params = params_from_stage(stage, metadata_fr=info.fr)
+    est, _, _ = load_estimates(model)
+    files = export_files(info, fr=params.data.fr)
+    if not 0 <= k < len(files):
+        raise InputError(f"{series_json}: no input file number {k} (series has {len(files)})")
+    file = dict(files[k])
+    s, n = file["start_frame"], file["n_frames"]
+    est_k = _frames_slice(est, s, s + n)
+    file["start_frame"] = 0
+    finals = {"raw": Path(out_raw), "denoised": Path(out_denoised), "events": Path(out_events)}
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".export{k:03d}.", dir=finals["raw"].parent))
+    try:
+        written = export_isxd(tmpdir, est_k, [file],
+                              event_threshold=params.workflow.event_threshold)[0]
+        names = output_names(0)
+        for key in finals:
+            shutil.move(str(written.get(key, tmpdir / names[key])), finals[key])
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _frames_slice(est, start: int, stop: int):
+    """Copy of ``est`` with the per-frame arrays restricted to frames ``[start, stop)``."""
+    import dataclasses
+
+    changes = {}
+    for name in ("C", "S", "YrA", "f"):
+        v = getattr(est, name)
+        if v is not None:
+            changes[name] = np.asarray(v)[:, start:stop]
+    return dataclasses.replace(est, **changes)
+
+
+def output_metadata(series_json: str | Path, model: str | Path, out_json: str | Path) -> None:
+    """Write ``output_metadata.json``: component counts and per-file timing."""
+    from cellextract.export.caiman_hdf5 import load_estimates
+    from cellextract.export.metadata import write_output_metadata
+
+    info = _series(series_json)
+    est, params, _ = load_estimates(model)
+    fr = (params.get("data") or {}).get("fr") or info.fr or 30.0
+    write_output_metadata(out_json, est, export_files(info, fr=float(fr)))
+
+
+def export_nwb(series_json: str | Path, model: str | Path, out_nwb: str | Path) -> None:
+    """Write the cells, traces and deconvolved activity as NWB."""
+    from cellextract.export.caiman_hdf5 import load_estimates
+    from cellextract.export.nwb import write_nwb
+
+    info = _series(series_json)
+    est, params, _ = load_estimates(model)
+    fr = (params.get("data") or {}).get("fr") or info.fr or 30.0
+    write_nwb(out_nwb, est, fr=float(fr), dims=tuple(est.dims))
