@@ -1,0 +1,374 @@
+"""CNMF-E greedy initialisation from the correlation and PNR images (``corr_pnr``).
+
+Designed after Zhou et al., eLife 2018 ("Initialization"):
+
+1. Optionally average ``tsub`` frames and ``ssub x ssub`` pixels.
+2. Filter every frame with the mean-centred Gaussian (``center_psf``), which removes the
+   smooth one-photon background, and remove each pixel's baseline (median). Compute the
+   PNR and correlation images of the filtered data (:mod:`cellextract.cnmf.summary`).
+3. Greedy loop. The best remaining candidate pixel (``cn >= min_corr``, ``pnr >= min_pnr``,
+   largest ``cn * pnr``) is a seed. Its filtered trace ``c`` is the first temporal estimate.
+   In a box of half-width ``R = max(gSiz // 2, ceil(2 gSig))`` around the seed each pixel's
+   *raw* trace is regressed on ``[1, c, g]``, where ``g`` is the local background: the
+   median over pixels of the raw traces in a ring just outside the box. The ``c``
+   coefficient is the footprint; it is kept where positive and significant (t > 3 and
+   above 5 % of its maximum) and connected to the seed. The temporal trace is then
+   re-estimated from the whole footprint (least squares on the background-corrected raw
+   box data) and the footprint re-fitted once with it.
+4. The neuron's contribution to the *filtered* data (least-squares coefficient of each
+   filtered trace on ``c``, on the footprint dilated by the kernel radius) is subtracted,
+   and PNR / correlation are recomputed only in that neighbourhood. The search continues
+   until no candidate passes (or ``K`` neurons are found).
+5. Footprints are upsampled to full resolution (block replication), traces linearly
+   interpolated to all ``T`` frames, and footprint columns L2-normalised (traces scaled
+   accordingly, so ``A @ C`` is unchanged and in raw intensity units).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.ndimage as ndi
+import scipy.sparse as sp
+
+from cellextract.cnmf.filters import as_pair, filter_image, spatial_filter
+from cellextract.cnmf.initresult import InitResult, empty_result, footprint_centers
+from cellextract.cnmf.summary import _threshold, baseline_noise, neighbour_correlation, summary_kernel
+from cellextract.errors import ParameterError
+from cellextract.log import get_logger
+
+__all__ = ["init_corr_pnr", "rise_score", "downsample_movie", "upsample_traces", "upsample_footprints",
+           "to_init_result"]
+
+log = get_logger(__name__)
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+def downsample_movie(Y: np.ndarray, tsub: int = 1, ssub: int = 1) -> np.ndarray:
+    """Average ``tsub`` consecutive frames and ``ssub x ssub`` pixel blocks.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (T, h, w)
+    tsub, ssub : int
+        Factors; a last partial frame bin / pixel block is averaged over what exists
+        (pixels are edge-padded).
+
+    Returns
+    -------
+    ndarray, shape (ceil(T / tsub), ceil(h / ssub), ceil(w / ssub)), float32
+    """
+    Y = np.asarray(Y, dtype=np.float32)
+    if tsub > 1:
+        T = Y.shape[0]
+        n = T // tsub
+        head = Y[:n * tsub].reshape(n, tsub, *Y.shape[1:]).mean(axis=1)
+        Y = head if n * tsub == T else np.concatenate([head, Y[n * tsub:].mean(axis=0)[None]])
+    if ssub > 1:
+        T, h, w = Y.shape
+        hp, wp = -(-h // ssub) * ssub, -(-w // ssub) * ssub
+        if (hp, wp) != (h, w):
+            Y = np.pad(Y, ((0, 0), (0, hp - h), (0, wp - w)), mode="edge")
+        Y = Y.reshape(T, hp // ssub, ssub, wp // ssub, ssub).mean(axis=(2, 4))
+    return np.ascontiguousarray(Y, dtype=np.float32)
+
+
+def upsample_traces(C: np.ndarray, T: int, tsub: int) -> np.ndarray:
+    """Linear interpolation of traces of frame bins (``tsub`` frames each) to ``T`` frames.
+
+    Parameters
+    ----------
+    C : ndarray, shape (K, Td)
+    T : int
+        Number of full-resolution frames.
+
+    Returns
+    -------
+    ndarray, shape (K, T), float32
+    """
+    C = np.asarray(C, dtype=np.float32)
+    if tsub <= 1:
+        return C[:, :T].copy()
+    Td = C.shape[1]
+    starts = np.arange(Td) * tsub
+    ends = np.minimum(starts + tsub, T)
+    centres = (starts + ends - 1) / 2.0
+    t = np.arange(T)
+    return np.stack([np.interp(t, centres, c) for c in C]).astype(np.float32) if len(C) else \
+        np.zeros((0, T), np.float32)
+
+
+def upsample_footprints(imgs: np.ndarray, dims: tuple[int, int], ssub: int) -> np.ndarray:
+    """Block-replicate footprint images (K, hd, wd) to (K, h, w)."""
+    if ssub <= 1:
+        return imgs
+    h, w = dims
+    up = np.repeat(np.repeat(imgs, ssub, axis=1), ssub, axis=2)
+    return up[:, :h, :w]
+
+
+def to_init_result(imgs: np.ndarray, C: np.ndarray, dims, *, cn, pnr, **kw) -> InitResult:
+    """Pack footprint images (K, h, w) and traces (K, T) into an :class:`InitResult`.
+
+    Columns of ``A`` are L2-normalised and ``C`` rows scaled by the norms (``A @ C``
+    unchanged). Empty footprints are dropped.
+    """
+    h, w = dims
+    K = imgs.shape[0]
+    flat = imgs.transpose(0, 2, 1).reshape(K, h * w)  # Fortran pixel order per component
+    norms = np.sqrt((flat.astype(np.float64) ** 2).sum(axis=1))
+    keep = norms > 0
+    flat, C, norms = flat[keep], np.asarray(C)[keep], norms[keep]
+    if not keep.any():
+        return empty_result(dims, C.shape[1], cn=cn, pnr=pnr, **kw)
+    A = sp.csc_matrix((flat / norms[:, None]).astype(np.float32).T)
+    C = (C * norms[:, None]).astype(np.float32)
+    return InitResult(A=A, C=C, centers=footprint_centers(A, dims), cn=cn, pnr=pnr,
+                      dims=(int(h), int(w)), **kw)
+
+
+def _resize_image(img: np.ndarray, dims) -> np.ndarray:
+    """Upsample a summary image by block replication and crop to ``dims``."""
+    h, w = dims
+    fy, fx = -(-h // img.shape[0]), -(-w // img.shape[1])
+    return np.repeat(np.repeat(img, fy, axis=0), fx, axis=1)[:h, :w].astype(np.float32)
+
+
+# --------------------------------------------------------------------------- one neuron
+
+
+def _box(center, R, shape):
+    r, c = center
+    return (slice(max(r - R, 0), min(r + R + 1, shape[0])),
+            slice(max(c - R, 0), min(c + R + 1, shape[1])))
+
+
+def _ring_trace(Yd: np.ndarray, center, R: int, width: int) -> np.ndarray:
+    """Median raw trace of the pixels at Chebyshev distance R+1 .. R+width from center."""
+    outer = _box(center, R + width, Yd.shape[1:])
+    sub = Yd[:, outer[0], outer[1]]
+    rr = np.arange(outer[0].start, outer[0].stop)[:, None] - center[0]
+    cc = np.arange(outer[1].start, outer[1].stop)[None, :] - center[1]
+    ring = np.maximum(np.abs(rr), np.abs(cc)) > R
+    if ring.sum() < 3:  # box covers the whole image: use its rim
+        ring = np.maximum(np.abs(rr), np.abs(cc)) >= R - 1
+    return np.median(sub[:, ring], axis=1).astype(np.float32)
+
+
+def _regress(Rb: np.ndarray, c: np.ndarray, g: np.ndarray):
+    """Least squares of pixel traces Rb (T, n) on [1, c, g]: c-coefficient and its t-value."""
+    T = Rb.shape[0]
+    D = np.stack([np.ones(T, np.float32), c, g], axis=1).astype(np.float64)
+    G = D.T @ D
+    try:
+        Gi = np.linalg.inv(G)
+    except np.linalg.LinAlgError:
+        Gi = np.linalg.pinv(G)
+    coef = Gi @ (D.T @ Rb.astype(np.float64))  # (3, n)
+    res_var = np.maximum(((Rb ** 2).sum(axis=0) - (coef * (D.T @ Rb)).sum(axis=0)) / max(T - 3, 1),
+                         1e-20)
+    se = np.sqrt(res_var * max(Gi[1, 1], 1e-30))
+    return coef, coef[1] / se
+
+
+def _clean(a: np.ndarray, tval: np.ndarray, seed_rc) -> np.ndarray:
+    """Keep positive, significant coefficients connected to the seed (box images)."""
+    if a[seed_rc] <= 0:
+        return np.zeros_like(a)
+    keep = (a > 0) & (tval > 3.0) & (a >= 0.05 * a.max())
+    keep[seed_rc] = True
+    lab, _ = ndi.label(keep)
+    mask = lab == lab[seed_rc]
+    return np.where(mask, a, 0.0)
+
+
+def _filtered_trace(F: np.ndarray, img: np.ndarray, kernel: np.ndarray, kr) -> np.ndarray:
+    """Least-squares trace of the filtered data F (T, h, w) on the filtered footprint."""
+    rows, cols = np.nonzero(img)
+    sl = (slice(max(rows.min() - kr[0], 0), rows.max() + kr[0] + 1),
+          slice(max(cols.min() - kr[1], 0), cols.max() + kr[1] + 1))
+    af = filter_image(img, kernel)[sl]
+    nrm = float((af.astype(np.float64) ** 2).sum())
+    return (np.tensordot(F[:, sl[0], sl[1]], af, axes=([1, 2], [0, 1])) / max(nrm, 1e-30)
+            ).astype(np.float32)
+
+
+def _estimate_neuron(Yd: np.ndarray, F: np.ndarray, seed, R: int, kernel: np.ndarray, n_iter: int = 2):
+    """Footprint (full image, downsampled grid) and trace for one seed; None if it fails.
+
+    The footprint comes from the raw data (regression on ``[1, c, g]``), the trace from the
+    filtered data (projection on the filtered footprint), which is free of background.
+    """
+    box = _box(seed, R, Yd.shape[1:])
+    seed_rc = (seed[0] - box[0].start, seed[1] - box[1].start)
+    bh, bw = box[0].stop - box[0].start, box[1].stop - box[1].start
+    kr = kernel.shape[0] // 2, kernel.shape[1] // 2
+    Rb = Yd[:, box[0], box[1]].reshape(Yd.shape[0], -1)
+    g = _ring_trace(Yd, seed, R, 2)
+    c = F[:, seed[0], seed[1]].astype(np.float32).copy()
+    img = np.zeros(Yd.shape[1:], np.float32)
+    for _ in range(n_iter):
+        coef, tval = _regress(Rb, c, g)
+        a = _clean(coef[1].reshape(bh, bw), tval.reshape(bh, bw), seed_rc)
+        if not a.any():
+            return None
+        img[:] = 0
+        img[box] = a
+        c = _filtered_trace(F, img, kernel, kr)
+    return img, c
+
+
+def rise_score(c: np.ndarray, lags=(1, 2, 4, 8)) -> float:
+    """Largest rise of a trace relative to noise, over several lags.
+
+    For each lag ``L`` the differences ``d = c[t+L] - c[t]`` are scaled by their robust
+    standard deviation (MAD); the score is the largest ``max(d) / sd`` over lags. Calcium
+    transients rise within a few frames, giving large scores (about amplitude / noise),
+    while slow background waves give at most ~2 whatever their amplitude, and noise ~3-4.
+    """
+    c = np.asarray(c, dtype=np.float64)
+    best = 0.0
+    for L in lags:
+        if L >= c.size - 2:
+            break
+        d = c[L:] - c[:-L]
+        sd = np.median(np.abs(d - np.median(d))) * 1.4826
+        if sd > 0:
+            best = max(best, float(d.max() / sd))
+    return best
+
+
+# --------------------------------------------------------------------------- main
+
+
+def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float, K: int | None = None,
+                  center_psf: bool = True, tsub: int = 1, ssub: int = 1, min_pixel: int = 3,
+                  seed_mask: np.ndarray | None = None, noise_thr: float = 3.0,
+                  min_rise: float = 5.0) -> InitResult:
+    """CNMF-E greedy initialisation of footprints and traces.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (T, h, w), float32
+        Movie (or patch) in raw intensity units.
+    gSig : float or pair
+        Gaussian width of a neuron (pixels, full resolution).
+    gSiz : int or pair
+        Neuron box size (full width, pixels); the box half-width used is
+        ``max(gSiz // 2, ceil(2 * gSig))``.
+    min_corr, min_pnr : float
+        Seed thresholds on the correlation and PNR images.
+    K : int or None
+        Maximum number of neurons; None = no cap.
+    center_psf : bool
+        Mean-centred Gaussian filter (1P). False: plain Gaussian.
+    tsub, ssub : int
+        Temporal / spatial downsampling for the search (results are at full resolution).
+    min_pixel : int
+        Minimum footprint size (pixels at the downsampled resolution).
+    seed_mask : ndarray of bool, shape (h, w), optional
+        Seeds only where True.
+    noise_thr : float
+        Threshold (noise sigmas) for the correlation image.
+    min_rise : float
+        Minimum :func:`rise_score` of a neuron's trace (not in CNMF-E): components
+        without a fast rise (slow background residue) are subtracted from the search data
+        but not reported. 0 disables.
+
+    Returns
+    -------
+    InitResult
+        ``A`` (h*w, K) unit-norm columns, ``C`` (K, T) raw scale, ``cn`` / ``pnr`` the
+        initial summary images (full resolution); ``extra["seeds"]`` (K, 2) seed pixels.
+    """
+    t_start = time.perf_counter()
+    Y = np.asarray(Y)
+    if Y.ndim != 3:
+        raise ParameterError(f"init_corr_pnr expects a (T, h, w) movie, got shape {Y.shape}")
+    tsub, ssub = max(1, int(tsub)), max(1, int(ssub))
+    if K is not None and int(K) < 0:
+        raise ParameterError(f"K must be None or >= 0, got {K}")
+    T, h, w = Y.shape
+    gs = tuple(s / ssub for s in as_pair(gSig, "gSig"))
+    gz = as_pair(gSiz, "gSiz")
+    R = int(max(max(gz) / ssub // 2, np.ceil(2 * max(gs))))
+    Yd = downsample_movie(Y, tsub, ssub)
+    hd, wd = Yd.shape[1:]
+
+    kernel = summary_kernel(gs, None, center_psf=center_psf)
+    F = spatial_filter(Yd, kernel)
+    base, sigma = baseline_noise(F)
+    F -= base
+    sigma = np.maximum(sigma, 1e-12 * (np.abs(F).max() + 1))
+    pnr = np.maximum(F.max(axis=0) / sigma, 0).astype(np.float32)
+    cn = neighbour_correlation(_threshold(F.copy(), 0, sigma, noise_thr))
+    cn0, pnr0 = cn.copy(), pnr.copy()
+
+    allowed = np.ones((hd, wd), bool)
+    if seed_mask is not None:
+        m = np.asarray(seed_mask, bool)
+        if m.shape != (h, w):
+            raise ParameterError(f"seed_mask shape {m.shape} != movie frame shape {(h, w)}")
+        allowed = downsample_movie(m[None].astype(np.float32), 1, ssub)[0] > 0
+    kr = kernel.shape[0] // 2, kernel.shape[1] // 2
+
+    imgs, traces, seeds = [], [], []
+    n_rejected = 0
+    Kmax = np.inf if K is None else int(K)
+    while len(imgs) < Kmax:
+        cand = allowed & (cn >= min_corr) & (pnr >= min_pnr)
+        if not cand.any():
+            break
+        s = np.where(cand, cn * pnr, -np.inf)
+        seed = np.unravel_index(int(np.argmax(s)), s.shape)
+        allowed[seed] = False
+        est = _estimate_neuron(Yd, F, seed, R, kernel)
+        if est is None or np.count_nonzero(est[0]) < min_pixel:
+            n_rejected += 1
+            continue
+        img, c = est
+        # slow, non-transient components (1P background residue) are explained away
+        # (subtracted from the search data) but not reported as neurons
+        _subtract_and_update(F, img, c, kr, sigma, noise_thr, cn, pnr)
+        if min_rise and rise_score(c) < min_rise:
+            n_rejected += 1
+            continue
+        imgs.append(img)
+        traces.append(c)
+        seeds.append(seed)
+
+    dt = time.perf_counter() - t_start
+    log.info("corr_pnr init: %d neurons (%d seeds rejected) in %.2f s on %dx%dx%d", len(imgs),
+             n_rejected, dt, T, h, w)
+    cn_full = _resize_image(cn0, (h, w)) if ssub > 1 else cn0
+    pnr_full = _resize_image(pnr0, (h, w)) if ssub > 1 else pnr0
+    extra = {"seeds": np.array(seeds, float).reshape(-1, 2) * ssub + (ssub - 1) / 2.0,
+             "n_rejected": n_rejected, "seconds": dt}
+    if not imgs:
+        return empty_result((h, w), T, cn=cn_full, pnr=pnr_full, extra=extra)
+    full = upsample_footprints(np.stack(imgs), (h, w), ssub)
+    C = upsample_traces(np.stack(traces), T, tsub)
+    return to_init_result(full, C, (h, w), cn=cn_full, pnr=pnr_full, extra=extra)
+
+
+def _subtract_and_update(F, img, c, kr, sigma, noise_thr, cn, pnr):
+    """Remove the neuron from the filtered data F and refresh cn / pnr around it (in place)."""
+    hd, wd = img.shape
+    support = ndi.binary_dilation(img > 0, structure=np.ones((2 * kr[0] + 1, 2 * kr[1] + 1), bool))
+    rows, cols = np.nonzero(support)
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    sub = F[:, r0:r1, c0:c1]
+    msk = support[r0:r1, c0:c1]
+    cc = float(c @ c)
+    if cc > 0:
+        coef = np.tensordot(c, sub, axes=(0, 0)) / cc  # (rh, rw)
+        sub -= c[:, None, None] * np.where(msk, coef, 0.0).astype(np.float32)[None]
+    pnr[r0:r1, c0:c1] = np.maximum(sub.max(axis=0) / sigma[r0:r1, c0:c1], 0)
+    # correlation: recompute on the region + 1 px margin, keep the region's values
+    R0, R1, C0, C1 = max(r0 - 1, 0), min(r1 + 1, hd), max(c0 - 1, 0), min(c1 + 1, wd)
+    X = _threshold(F[:, R0:R1, C0:C1].copy(), 0, sigma[R0:R1, C0:C1], noise_thr)
+    cn_sub = neighbour_correlation(X)
+    cn[r0:r1, c0:c1] = cn_sub[r0 - R0:r0 - R0 + (r1 - r0), c0 - C0:c0 - C0 + (c1 - c0)]
