@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from conftest import gaussian_footprint, make_movie
 
@@ -90,3 +91,28 @@ def test_ring_model_with_neighbour_weights():
     Wm = sp.csr_matrix((np.full(len(rows), 0.25), (rows, cols)), shape=(P, P))
     r = compute_r_values(Yr, A, C, N=12, b0=np.full(P, 10.0), W=Wm)
     assert np.all(r > 0.8)
+
+
+def test_ring_model_on_ssub_grid_matches_dense_reference():
+    from cellextract.cnmf.background import downsample_operator, upsample_operator
+    from cellextract.evaluate.rvalues import _pearson, _support
+
+    dims = (40, 44)
+    Yr, A, C = make_movie(seed=4, baseline=10.0)
+    P, T = Yr.shape
+    rng = np.random.default_rng(1)
+    D = downsample_operator(dims, 2)
+    U = upsample_operator(dims, 2)
+    Pds = D.shape[0]
+    Wm = sp.random(Pds, Pds, density=0.02, random_state=2, format="csr") * 0.1
+    b0 = rng.uniform(5, 15, P)
+    r = compute_r_values(Yr, A, C, N=12, b0=b0, W=Wm, dims=dims)     # ssub_B inferred
+    assert np.array_equal(r, compute_r_values(Yr, A, C, N=12, b0=b0, W=Wm, dims=dims, ssub_B=2))
+    frames = exclusive_frames(active_frames(C, N=12), A)
+    Ad = A.toarray()
+    for k in range(A.shape[1]):
+        F = frames[k]
+        mY = Yr[:, F].mean(axis=1).astype(np.float64)
+        B = b0 + U @ (Wm @ (D @ (mY - Ad @ C[:, F].mean(axis=1) - b0)))
+        sup, a = _support(A, k)
+        assert r[k] == pytest.approx(_pearson(a, (mY - B)[sup]), rel=1e-5)

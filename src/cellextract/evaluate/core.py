@@ -81,7 +81,8 @@ def evaluate_components(est: Estimates, Yr, *, fr: float, decay_time: float, min
     t1 = time.perf_counter()
     mode = background_mode(b=est.b, f=est.f, b0=est.b0, W=est.W)
     r = compute_r_values(Yr, sp.csc_matrix(est.A), est.C, N=N, b=est.b, f=est.f, b0=est.b0,
-                         W=est.W, block_mb=block_mb, n_threads=n_processes)
+                         W=est.W, dims=est.dims, ssub_B=(est.extra or {}).get("ssub_B"),
+                         block_mb=block_mb, n_threads=n_processes)
     log.info("evaluation: r-values (background: %s) in %.1f s", mode, time.perf_counter() - t1)
     if use_cnn:
         from .cnn import predict_components

@@ -10,8 +10,10 @@ For component ``k`` (Giovannucci et al. 2019, "spatial footprint consistency"):
 3. **Mean active image** ``m_k = mean_{t in F_k} Y[S_k, t]`` over the support ``S_k = {A[:, k] > 0}``.
 4. **Background** (subtracted from ``m_k`` before correlating), by what the Estimates carry:
 
-   - ring model (``W`` and ``b0``, 1P / CNMF-E): ``b0 + W (mean_F Y - A mean_F C - b0)``
-     evaluated on ``S_k``; this needs ``mean_F Y`` on the ring pixels too;
+   - ring model (``W`` and ``b0``, 1P / CNMF-E): ``b0 + U W D (mean_F Y - A mean_F C - b0)``
+     evaluated on ``S_k``, where ``D`` averages ``ssub_B x ssub_B`` pixel blocks and ``U``
+     replicates them back (``W`` lives on the ``ssub_B`` grid, identity operators when
+     ``ssub_B = 1``); this needs ``mean_F Y`` on the pixels of the ring blocks too;
    - low-rank (``b``, ``f`` with ``nb > 0``): ``b[S_k] @ mean_F f``;
    - neither: the local mean image, i.e. the temporal mean of every pixel over all frames.
 5. ``r_k = Pearson(A[S_k, k], m_k - background)``; NaN when undefined (fewer than 3 pixels, no
@@ -125,18 +127,70 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float((x * y).sum() / den) if den > 0 else float("nan")
 
 
-def _needed_pixels(A: sp.csc_matrix, W: sp.spmatrix | None) -> list[np.ndarray]:
+class _Ring:
+    """Ring-model operators: ``W`` (P_ds, P_ds) on the ``ssub`` grid, block map and ``D``."""
+
+    def __init__(self, W: sp.spmatrix, b0: np.ndarray, dims: tuple[int, int] | None,
+                 ssub: int | None, P: int):
+        self.W = sp.csr_matrix(W)
+        self.b0 = np.asarray(b0, dtype=np.float64).ravel()
+        Pds = self.W.shape[0]
+        if ssub is None:
+            ssub = 1 if Pds == P else None
+            if ssub is None and dims is not None:
+                ssub = next((s for s in range(2, 17) if _ds_size(dims, s) == Pds), None)
+            if ssub is None:
+                raise ValueError(f"ring model W of shape {self.W.shape} does not match "
+                                 f"{P} pixels (ssub_B unknown)")
+        self.ssub = int(ssub)
+        if self.ssub == 1:
+            self.blk = np.arange(P)
+            self.D = sp.identity(P, format="csr")
+        else:
+            H, Wd = int(dims[0]), int(dims[1])
+            Hd = -(-H // self.ssub)
+            p = np.arange(P)
+            self.blk = (p % H) // self.ssub + ((p // H) // self.ssub) * Hd
+            cnt = np.bincount(self.blk, minlength=Pds).astype(np.float64)
+            self.D = sp.csr_matrix((1.0 / cnt[self.blk], (self.blk, p)), shape=(Pds, P))
+        if self.W.shape != (Pds, Pds) or Pds != self.D.shape[0]:
+            raise ValueError(f"ring model W of shape {self.W.shape} does not match ssub_B="
+                             f"{self.ssub} on {P} pixels")
+
+    def parts(self, sup: np.ndarray):
+        """Blocks of the support, their ring blocks and all full-resolution pixels involved."""
+        bs = np.unique(self.blk[sup])
+        ring = np.unique(self.W[bs].indices)
+        pix = np.unique(np.concatenate([sup, self.D[ring].indices]))
+        return bs, ring, pix
+
+    def background(self, sup: np.ndarray, pix: np.ndarray, resid: np.ndarray) -> np.ndarray:
+        """``b0 + U W D resid`` on ``sup``, given ``resid`` (mean residual) on ``pix``."""
+        bs, ring, _ = self.parts(sup)
+        xds = self.D[ring][:, pix] @ resid                       # ring blocks, downsampled
+        bds = self.W[bs][:, ring] @ xds                          # support blocks
+        return self.b0[sup] + bds[np.searchsorted(bs, self.blk[sup])]
+
+
+def _ds_size(dims, s):
+    return (-(-int(dims[0]) // s)) * (-(-int(dims[1]) // s))
+
+
+def _support(A: sp.csc_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    s0, s1 = A.indptr[k], A.indptr[k + 1]
+    pos = A.data[s0:s1] > 0
+    sup = A.indices[s0:s1][pos].astype(np.int64)
+    a = A.data[s0:s1][pos].astype(np.float64)
+    order = np.argsort(sup)
+    return sup[order], a[order]
+
+
+def _needed_pixels(A: sp.csc_matrix, ring: _Ring | None) -> list[np.ndarray]:
     """Per component, the sorted pixels whose active-frame means are needed."""
-    K = A.shape[1]
-    sup = [A.indices[A.indptr[k]:A.indptr[k + 1]][A.data[A.indptr[k]:A.indptr[k + 1]] > 0]
-           for k in range(K)]
-    if W is None:
-        return [np.unique(s).astype(np.int64) for s in sup]
-    Wr = sp.csr_matrix(W)
     out = []
-    for s in sup:
-        ring = Wr[s].indices if s.size else np.zeros(0, dtype=np.int64)
-        out.append(np.unique(np.concatenate([s, ring])).astype(np.int64))
+    for k in range(A.shape[1]):
+        sup, _ = _support(A, k)
+        out.append(ring.parts(sup)[2] if ring is not None and sup.size else sup)
     return out
 
 
@@ -195,6 +249,7 @@ def _stream_means(Yr: np.ndarray, need: list[np.ndarray], frames: list[np.ndarra
 def compute_r_values(Yr: np.ndarray, A: sp.spmatrix, C: np.ndarray, *, N: int,
                      b: np.ndarray | None = None, f: np.ndarray | None = None,
                      b0: np.ndarray | None = None, W: sp.spmatrix | None = None,
+                     dims: tuple[int, int] | None = None, ssub_B: int | None = None,
                      n_peaks: int = 10, peak_frac: float = 0.3, block_mb: float = 64.0,
                      n_threads: int = 1) -> np.ndarray:
     """Spatial consistency of every component (see module docstring).
@@ -211,7 +266,12 @@ def compute_r_values(Yr: np.ndarray, A: sp.spmatrix, C: np.ndarray, *, N: int,
     N : int
         Event length in frames, ``ceil(fr * decay_time)``.
     b, f, b0, W : optional
-        Background model of the Estimates (see :func:`background_mode`).
+        Background model of the Estimates (see :func:`background_mode`); ``W`` is
+        (P_ds, P_ds) on the ``ssub_B`` grid.
+    dims : (int, int) or None
+        ``(H, W)``; needed for a ring model with ``ssub_B > 1``.
+    ssub_B : int or None
+        Downsampling of the ring model; None infers it from ``W.shape`` and ``dims``.
     n_peaks, peak_frac : int, float
         Transient selection (see :func:`active_frames`).
     block_mb : float
@@ -232,22 +292,17 @@ def compute_r_values(Yr: np.ndarray, A: sp.spmatrix, C: np.ndarray, *, N: int,
         raise ValueError(f"Yr has {Yr.shape[0]} pixels but A has {P}")
     C = np.asarray(C)
     mode = background_mode(b=b, f=f, b0=b0, W=W)
+    ring = _Ring(W, b0, dims, ssub_B, P) if mode == "ring" else None
     frames = exclusive_frames(active_frames(C, N=N, n_peaks=n_peaks, peak_frac=peak_frac), A)
-    need = _needed_pixels(A, W if mode == "ring" else None)
+    need = _needed_pixels(A, ring)
     means, fulls = _stream_means(Yr, need, frames, block_mb=block_mb, n_threads=n_threads,
                                  want_full_mean=(mode == "mean"))
-    Wr = sp.csr_matrix(W) if mode == "ring" else None
-    b0v = np.asarray(b0, dtype=np.float64).ravel() if mode == "ring" else None
+    Ar = sp.csr_matrix(A) if ring is not None else None
     r = np.full(K, np.nan)
     for k in range(K):
-        if frames[k].size == 0:
+        sup, a = _support(A, k)
+        if frames[k].size == 0 or sup.size == 0:
             continue
-        s0, s1 = A.indptr[k], A.indptr[k + 1]
-        pos = A.data[s0:s1] > 0
-        sup = A.indices[s0:s1][pos]
-        a = A.data[s0:s1][pos].astype(np.float64)
-        order = np.argsort(sup)
-        sup, a = sup[order], a[order]
         at = np.searchsorted(need[k], sup)
         img = means[k][at]
         if mode == "mean":
@@ -258,8 +313,7 @@ def compute_r_values(Yr: np.ndarray, A: sp.spmatrix, C: np.ndarray, *, N: int,
         else:
             cbar = C[:, frames[k]].mean(axis=1).astype(np.float64)       # (K,)
             pix = need[k]
-            resid = means[k] - A[pix] @ cbar - b0v[pix]                   # on needed pixels
-            Wk = Wr[sup][:, pix]
-            img = img - (b0v[sup] + Wk @ resid)
+            resid = means[k] - Ar[pix] @ cbar - ring.b0[pix]             # mean of Y - AC - b0
+            img = img - ring.background(sup, pix, resid)
         r[k] = _pearson(a, img)
     return r
