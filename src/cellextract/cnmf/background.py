@@ -84,9 +84,21 @@ def ring_indices(dims: tuple[int, int], radius: int) -> np.ndarray:
     return idx.astype(np.int64)
 
 
+def _gram(Xh: np.ndarray) -> np.ndarray:
+    """``Xh Xh^T`` (m, m) padded with a zero last row/column, float32."""
+    m = Xh.shape[0]
+    G = np.zeros((m + 1, m + 1), np.float32)
+    G[:m, :m] = Xh @ Xh.T
+    return G
+
+
 def fit_ring_weights(X: np.ndarray, dims: tuple[int, int], radius: int, *,
-                     ridge: float = 1e-4, batch: int = 256) -> sp.csr_matrix:
+                     ridge: float = 1e-4, tile: int = 24) -> sp.csr_matrix:
     """Least-squares ring weights ``W`` such that ``X ~= W X``.
+
+    The grid is cut into ``tile x tile`` blocks; for each block one Gram matrix of the
+    block plus a halo of ``radius + 1`` pixels is computed with a single matrix product
+    (BLAS), and each pixel's normal equations are gathered from it and solved in batch.
 
     Parameters
     ----------
@@ -100,8 +112,8 @@ def fit_ring_weights(X: np.ndarray, dims: tuple[int, int], radius: int, *,
     ridge : float
         Tikhonov term relative to the mean diagonal of each Gram matrix (stabilises
         collinear rings and border pixels).
-    batch : int
-        Pixels solved together (memory ~ batch * n_ring * T floats).
+    tile : int
+        Block size in pixels.
 
     Returns
     -------
@@ -109,26 +121,39 @@ def fit_ring_weights(X: np.ndarray, dims: tuple[int, int], radius: int, *,
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     P, T = X.shape
+    H, W = int(dims[0]), int(dims[1])
     idx = ring_indices(dims, radius)
     n = idx.shape[1]
-    Xp = np.vstack([X, np.zeros((1, T), np.float32)])
-    idxp = np.where(idx < 0, P, idx)
+    halo = int(radius) + 1
     data = np.zeros((P, n), np.float32)
-    eye = np.eye(n, dtype=np.float64)
-    for i0 in range(0, P, batch):
-        i1 = min(P, i0 + batch)
-        R = Xp[idxp[i0:i1]]                                   # (b, n, T)
-        G = np.matmul(R, R.transpose(0, 2, 1)).astype(np.float64)
-        rhs = np.matmul(R, X[i0:i1, :, None]).astype(np.float64)
-        lam = ridge * np.maximum(np.trace(G, axis1=1, axis2=2) / n, 1e-12)
-        G += lam[:, None, None] * eye
-        data[i0:i1] = np.linalg.solve(G, rhs)[..., 0]
+    eye = np.eye(n, dtype=np.float32)
+    local = np.full(P, -1, np.int64)
+    for y0 in range(0, H, tile):
+        for x0 in range(0, W, tile):
+            ys = np.arange(max(0, y0 - halo), min(H, y0 + tile + halo))
+            xs = np.arange(max(0, x0 - halo), min(W, x0 + tile + halo))
+            hidx = (ys[:, None] + xs[None, :] * H).ravel()
+            m = hidx.size
+            local[hidx] = np.arange(m)
+            G = _gram(X[hidx])
+            ty = np.arange(y0, min(H, y0 + tile))
+            tx = np.arange(x0, min(W, x0 + tile))
+            pix = (ty[:, None] + tx[None, :] * H).ravel()
+            ri = idx[pix]
+            li = np.where(ri < 0, m, local[np.maximum(ri, 0)])
+            Gf = G.ravel()
+            Gi = np.take(Gf, li[:, :, None] * (m + 1) + li[:, None, :])
+            rhs = np.take(Gf, li * (m + 1) + local[pix][:, None])
+            lam = ridge * np.maximum(np.trace(Gi, axis1=1, axis2=2) / n, 1e-12)
+            Gi += lam[:, None, None] * eye
+            data[pix] = np.linalg.solve(Gi, rhs[..., None])[..., 0]
+            local[hidx] = -1
     data[idx < 0] = 0.0
     rows = np.repeat(np.arange(P), n)
     keep = (idx.ravel() >= 0)
-    W = sp.csr_matrix((data.ravel()[keep], (rows[keep], idx.ravel()[keep])), shape=(P, P),
-                      dtype=np.float32)
-    return W
+    Wm = sp.csr_matrix((data.ravel()[keep], (rows[keep], idx.ravel()[keep])), shape=(P, P),
+                       dtype=np.float32)
+    return Wm
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,439 @@
+"""CNMF / CNMF-E model fitting on a CaImAn memmap (or an in-memory ``(P, T)`` array).
+
+Pipeline (1P, ``nb = 0``; Zhou et al. 2018): per-patch initialisation (corr_pnr) ->
+combination (duplicates removed or merged) -> ring-model background on the whole FOV
+-> ``n_rounds`` rounds of [temporal update with OASIS, merging, spatial update,
+background update] -> final temporal update -> unit-norm footprints. 2P (``nb > 0``;
+Pnevmatikakis et al. 2016): greedy_roi / sparse_nmf initialisation and a low-rank
+background ``b f`` updated by HALS, same updates otherwise. ``refit`` re-runs the
+updates seeded with the found footprints.
+
+Memory: the data are never held whole; each update streams the memmap in blocks of
+pixel rows (contiguous in time) read with plain file reads, accumulating only
+``A^T Y`` (K, T) and ``Y C^T`` (P, K). The ring-model fit uses a spatially
+(``ssub_B``) and temporally binned copy of the data capped at ``max_bg_frames`` frames.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from cellextract.cnmf.background import (downsample_operator, fit_ring_model, hals_b, hals_f,
+                                         init_lowrank)
+from cellextract.cnmf.estimates import Estimates
+from cellextract.cnmf.merge import merge_components
+from cellextract.cnmf.noise import g_from_decay, noise_psd
+from cellextract.cnmf.patches import combine_patches, map_patches, patch_grid, rows_to_frames
+from cellextract.cnmf.spatial import clean_footprints, hals_spatial, support_masks
+from cellextract.cnmf.temporal import update_temporal
+from cellextract.errors import NoComponentsError, ParameterError
+from cellextract.log import get_logger
+
+log = get_logger(__name__)
+
+DEFAULTS = dict(
+    method_init="corr_pnr", K=None, gSig=(3, 3), gSiz=(7, 7), min_corr=0.85, min_pnr=12.0,
+    center_psf=True, tsub=2, ssub=1, ssub_B=2, ring_size_factor=1.4, nb=0, init_iter=2,
+    rolling_sum=True, normalize_init=False, alpha_snmf=0.5, max_iter_snmf=200,
+    rf=40, stride=20, only_init=True, del_duplicates=True, border_pix=0,
+    low_rank_background=None, nb_patch=0,
+    p=1, bas_nonneg=False, method_deconvolution="oasis", fr=30.0, decay_time=0.4,
+    noise_range=(0.25, 0.5), noise_method="mean", merge_thr=0.7,
+    update_background_components=True, refit=False,
+    n_rounds=2, max_bg_frames=500, block_bytes=64 << 20, init_fn=None,
+)
+
+
+# ----------------------------------------------------------------------------- data access
+
+class RowSource:
+    """Pixel rows of a ``(P, T)`` float32 C-order memmap file or array.
+
+    File reads (not a mapping), so streamed passes do not grow the resident set.
+    """
+
+    def __init__(self, src, P: int, T: int):
+        self.src, self.P, self.T = src, int(P), int(T)
+        self.is_path = isinstance(src, (str, os.PathLike))
+
+    def blocks(self, block_bytes: int):
+        """Yield ``(r0, r1, Y[r0:r1])`` blocks of float32 rows."""
+        n = max(1, int(block_bytes) // (4 * self.T))
+        if self.is_path:
+            with open(self.src, "rb") as fh:
+                for r0 in range(0, self.P, n):
+                    r1 = min(self.P, r0 + n)
+                    fh.seek(r0 * self.T * 4)
+                    Y = np.fromfile(fh, np.float32, (r1 - r0) * self.T).reshape(r1 - r0, self.T)
+                    yield r0, r1, Y
+        else:
+            for r0 in range(0, self.P, n):
+                r1 = min(self.P, r0 + n)
+                yield r0, r1, np.asarray(self.src[r0:r1], dtype=np.float32)
+
+
+def _bin_time(X: np.ndarray, tbin: int) -> np.ndarray:
+    if tbin <= 1:
+        return np.asarray(X, np.float32)
+    Tb = X.shape[-1] // tbin
+    return X[..., :Tb * tbin].reshape(*X.shape[:-1], Tb, tbin).mean(-1, dtype=np.float32)
+
+
+def stats_pass(rows: RowSource, dims, *, ssub_B: int, tbin: int, need_ds: bool, block_bytes: int,
+               noise_range, noise_method):
+    """One pass: temporal mean (P,), pixel noise sn (P,), and ``D Y`` binned (P_ds, T_b)."""
+    mean = np.zeros(rows.P, np.float32)
+    sn = np.zeros(rows.P, np.float32)
+    D = downsample_operator(dims, ssub_B).tocsc() if need_ds else None
+    Yds = np.zeros((D.shape[0], rows.T // tbin), np.float32) if need_ds else None
+    for r0, r1, Y in rows.blocks(block_bytes):
+        mean[r0:r1] = Y.mean(1)
+        sn[r0:r1] = noise_psd(Y, noise_range=noise_range, noise_method=noise_method)
+        if need_ds:
+            Ds = D[:, r0:r1]
+            lo, hi = Ds.indices.min(), Ds.indices.max() + 1
+            Yds[lo:hi] += Ds[lo:hi] @ _bin_time(Y, tbin)
+    return mean, sn, Yds
+
+
+# ----------------------------------------------------------------------------- background
+
+def _ring_stats(rows, A, C, ring, block_bytes):
+    """Temporal statistics under the ring model: ``U = A^T (Y - B)`` (K, T)."""
+    MT = sp.csr_matrix(ring.apply_T(A))                 # (P, K) = (A^T U W D)^T
+    Ap = sp.csr_matrix(A - MT)
+    U = np.zeros((A.shape[1], rows.T), np.float32)
+    for r0, r1, Y in rows.blocks(block_bytes):
+        U += Ap[r0:r1].T @ Y
+    U -= (Ap.T @ ring.b0)[:, None]
+    U += np.asarray((MT.T @ A).todense(), np.float32) @ C
+    return U
+
+
+def _ring_spatial(rows, A, C, ring, block_bytes):
+    """Spatial statistics under the ring model: ``Q = (Y - B) C^T`` (P, K)."""
+    Z = np.zeros((rows.P, C.shape[0]), np.float32)
+    Ct = np.ascontiguousarray(C.T)
+    for r0, r1, Y in rows.blocks(block_bytes):
+        Z[r0:r1] = Y @ Ct
+    Z -= ring.b0[:, None] * C.sum(1)[None, :]
+    Q = Z - np.asarray(ring.apply(Z - A @ (C @ Ct)), np.float32)
+    return Q
+
+
+def _lowrank_stats(rows, A, C, b, f, block_bytes):
+    """``U = A^T (Y - b f)`` (K, T) and ``b^T Y`` (nb, T)."""
+    Ab = sp.csr_matrix(sp.hstack([A, sp.csc_matrix(b)]))
+    UY = np.zeros((Ab.shape[1], rows.T), np.float32)
+    for r0, r1, Y in rows.blocks(block_bytes):
+        UY += Ab[r0:r1].T @ Y
+    K = A.shape[1]
+    U = UY[:K] - np.asarray(A.T @ b, np.float32) @ f
+    return U, UY[K:]
+
+
+def _lowrank_spatial(rows, A, C, b, f, block_bytes):
+    """``Q = (Y - b f) C^T`` (P, K) and ``Y f^T`` (P, nb)."""
+    Cf = np.ascontiguousarray(np.vstack([C, f]).T)
+    Z = np.zeros((rows.P, Cf.shape[1]), np.float32)
+    for r0, r1, Y in rows.blocks(block_bytes):
+        Z[r0:r1] = Y @ Cf
+    K = C.shape[0]
+    return Z[:, :K] - b @ (f @ C.T), Z[:, K:]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _normalize(A, C, *extra):
+    A = sp.csc_matrix(A, dtype=np.float32)
+    n = np.sqrt(np.asarray(A.multiply(A).sum(axis=0)).ravel()).astype(np.float32)
+    n[n == 0] = 1
+    A = sp.csc_matrix(A @ sp.diags(1.0 / n))
+    out = [A, C * n[:, None]] + [None if e is None else e * (n[:, None] if e.ndim == 2 else n)
+                                 for e in extra]
+    return out
+
+
+def _pair(v):
+    v = np.atleast_1d(v)
+    return (int(v[0]), int(v[-1]))
+
+
+def _check_opts(o):
+    unknown = set(o) - set(DEFAULTS)
+    if unknown:
+        raise ParameterError(f"unknown CNMF options: {sorted(unknown)}")
+    if o["p"] not in (0, 1, 2):
+        raise ParameterError(f"temporal.p must be 0, 1 or 2, got {o['p']}")
+    if o["method_init"] not in ("corr_pnr", "greedy_roi", "sparse_nmf", "sparse_NMF"):
+        raise ParameterError(f"init.method_init {o['method_init']!r} is not supported")
+    if o["method_init"] == "greedy_roi" and o["K"] is None and o["init_fn"] is None:
+        raise ParameterError("init.K must be set (an integer) for method_init 'greedy_roi'")
+
+
+# ----------------------------------------------------------------------------- init
+
+def init_patch(Yp: np.ndarray, pdims, *, o: dict):
+    """Initialise (and, with ``only_init=False``, fit) one patch.
+
+    Parameters
+    ----------
+    Yp : ndarray, shape (h*w, T)
+        Patch data, Fortran pixel order.
+    pdims : (int, int)
+    o : dict
+        Options (see ``DEFAULTS``).
+
+    Returns
+    -------
+    (A (h*w, K) csc, C (K, T), cn (h, w), pnr (h, w))
+    """
+    Y = rows_to_frames(Yp, pdims)
+    cn = pnr = None
+    if o["init_fn"] is not None:
+        A, C = o["init_fn"](Y)
+    elif o["method_init"] == "corr_pnr":
+        from cellextract.cnmf.init_corr_pnr import init_corr_pnr
+        r = init_corr_pnr(Y, gSig=o["gSig"], gSiz=o["gSiz"], min_corr=o["min_corr"],
+                          min_pnr=o["min_pnr"], K=o["K"], center_psf=o["center_psf"],
+                          tsub=o["tsub"], ssub=o["ssub"])
+        A, C, cn, pnr = r.A, r.C, r.cn, r.pnr
+    elif o["method_init"] == "greedy_roi":
+        from cellextract.cnmf.init_greedy import init_greedy_roi
+        r = init_greedy_roi(Y, K=o["K"], gSig=o["gSig"], gSiz=o["gSiz"], nIter=5,
+                            rolling_sum=o["rolling_sum"], normalize_init=o["normalize_init"],
+                            tsub=o["tsub"], ssub=o["ssub"])
+        A, C, cn = r.A, r.C, r.cn
+    else:
+        from cellextract.cnmf import init_sparse_nmf as m
+        r = m.init_sparse_nmf(Y, K=o["K"], gSig=o["gSig"], tsub=o["tsub"], ssub=o["ssub"])
+        A, C, cn = r.A, r.C, r.cn
+    del Y
+    A, C = sp.csc_matrix(A, dtype=np.float32), np.asarray(C, np.float32)
+    if not o["only_init"] and A.shape[1] > 0:
+        sub = dict(o, only_init=True, rf=None, refit=False)
+        est = fit_core(RowSource(Yp, Yp.shape[0], Yp.shape[1]), pdims, A, C, sub)
+        A, C = est.A, est.C
+    return A, C, cn, pnr
+
+
+def _stitch(images, patches, dims):
+    out = np.zeros(dims, np.float32)
+    for img, p in zip(images, patches):
+        if img is None:
+            continue
+        (r0, r1), (c0, c1) = p.core_rows, p.core_cols
+        out[r0:r1, c0:c1] = np.asarray(img)[r0 - p.rows[0]:r1 - p.rows[0],
+                                            c0 - p.cols[0]:c1 - p.cols[0]]
+    return out
+
+
+def initialize(src, dims, o, n_processes):
+    """Patch-wise initialisation; returns A (P, K) csc, C (K, T), cn, pnr."""
+    patches = patch_grid(dims, rf=o["rf"], stride=o["stride"], border_pix=o["border_pix"])
+    log.info("initialisation (%s) over %d patch(es), %d process(es)", o["method_init"],
+             len(patches), n_processes)
+    parts = map_patches(src, dims, patches, init_patch, n_processes=n_processes, o=o)
+    A, C = combine_patches([(a, c) for a, c, _, _ in parts], patches, dims,
+                           del_duplicates=o["del_duplicates"], merge_thr=o["merge_thr"])
+    cn = _stitch([q[2] for q in parts], patches, dims)
+    pnr = _stitch([q[3] for q in parts], patches, dims)
+    if o["border_pix"] > 0 and A.shape[1]:
+        H, W = dims
+        b = o["border_pix"]
+        img = np.zeros(dims, bool)
+        img[b:H - b, b:W - b] = True
+        A = sp.csc_matrix(sp.diags(img.ravel(order="F").astype(np.float32)) @ A)
+    log.info("initialisation: %d components after combining patches", A.shape[1])
+    return A, C, cn, pnr
+
+
+# ----------------------------------------------------------------------------- core
+
+def fit_core(rows: RowSource, dims, A, C, o: dict) -> Estimates:
+    """Background estimation and alternating updates from initial ``A`` (P, K), ``C`` (K, T)."""
+    t0 = time.perf_counter()
+    bb = o["block_bytes"]
+    nb = int(o["nb"])
+    gSiz = _pair(o["gSiz"])[0]
+    gSig = _pair(o["gSig"])[0]
+    tbin = max(1, int(np.ceil(rows.T / o["max_bg_frames"])))
+    mean_Y, sn, Yds = stats_pass(rows, dims, ssub_B=o["ssub_B"], tbin=tbin, need_ds=nb == 0, block_bytes=bb,
+                                 noise_range=o["noise_range"], noise_method=o["noise_method"])
+    A, C = _normalize(A, C)
+    g = g_from_decay(p=o["p"], decay_time=o["decay_time"], fr=o["fr"])
+    tkw = dict(p=o["p"], g=g, bas_nonneg=o["bas_nonneg"], noise_range=o["noise_range"],
+               noise_method=o["noise_method"], method_deconvolution=o["method_deconvolution"])
+    ring = b = f = bTY = None
+
+    def fit_bg(A, C):
+        nonlocal ring
+        ring = fit_ring_model(Yds, A, _bin_time(C, tbin), mean_Y=mean_Y, mean_C=C.mean(1),
+                              dims=dims, gSiz=gSiz, ring_size_factor=o["ring_size_factor"],
+                              ssub_B=o["ssub_B"])
+
+    if nb == 0:
+        fit_bg(A, C)
+    else:
+        b, f = init_lowrank(mean_Y - A @ C.mean(1), rows.T, nb)
+        for _ in range(2):
+            _, Yf = _lowrank_spatial(rows, A, C, b, f, bb)
+            b = hals_b(b, Yf - A @ (C @ f.T), f @ f.T)
+            _, bTY = _lowrank_stats(rows, A, C, b, f, bb)
+            f = hals_f(f, bTY - (b.T @ A) @ C, b.T @ b)
+    log.info("background (%s) estimated, %d components, elapsed %.1f s",
+             "ring" if nb == 0 else f"rank {nb}", A.shape[1], time.perf_counter() - t0)
+
+    def temporal(A, C):
+        nonlocal bTY
+        if nb == 0:
+            U = _ring_stats(rows, A, C, ring, bb)
+        else:
+            U, bTY = _lowrank_stats(rows, A, C, b, f, bb)
+        V = np.asarray((A.T @ A).todense(), np.float32)
+        return update_temporal(C, U, V, **tkw)
+
+    for rnd in range(int(o["n_rounds"])):
+        tr = temporal(A, C)
+        live = np.abs(tr.C).sum(1) > 0
+        A, C = sp.csc_matrix(A[:, live]), tr.C[live]
+        if nb > 0:
+            f = hals_f(f, bTY - (b.T @ A) @ C, b.T @ b)
+        A, C, groups = merge_components(A, C, merge_thr=o["merge_thr"])
+        if A.shape[1] == 0:
+            break
+        if nb == 0:
+            Q = _ring_spatial(rows, A, C, ring, bb)
+        else:
+            Q, Yf = _lowrank_spatial(rows, A, C, b, f, bb)
+        masks = support_masks(A, dims, dilate=max(1, gSig // 2 + 1), box=gSiz)
+        Ad = hals_spatial(A.toarray(), Q, C @ C.T, masks, n_iter=3)
+        del Q
+        A, keep = clean_footprints(Ad, dims)
+        del Ad
+        A, C = _normalize(A[:, keep], C[keep])
+        if o["update_background_components"] and A.shape[1]:
+            if nb == 0:
+                fit_bg(A, C)
+            else:
+                b = hals_b(b, Yf - A @ (C @ f.T), f @ f.T)
+        log.info("round %d/%d: %d components (%d merges), elapsed %.1f s", rnd + 1,
+                 o["n_rounds"], A.shape[1], len(groups), time.perf_counter() - t0)
+        if A.shape[1] == 0:
+            break
+    if A.shape[1] == 0:
+        raise NoComponentsError("all components vanished during the CNMF updates "
+                                "(no signal left after background removal)")
+    tr = temporal(A, C)
+    est = Estimates(A=sp.csc_matrix(A), C=tr.C, dims=tuple(int(d) for d in dims), S=tr.S,
+                    YrA=tr.YrA, sn=sn, g=tr.g, bl=tr.bl, c1=tr.c1, neurons_sn=tr.neurons_sn,
+                    lam=tr.lam)
+    if nb == 0:
+        est.b0, est.W = ring.b0, sp.csr_matrix(ring.W)
+        est.extra.update(ssub_B=int(o["ssub_B"]), ring_radius=int(ring.radius))
+    else:
+        est.b, est.f = b.astype(np.float32), f.astype(np.float32)
+    log.info("CNMF updates done: %d components, elapsed %.1f s", A.shape[1],
+             time.perf_counter() - t0)
+    return est
+
+
+def _run(src, dims, T, o, n_processes) -> Estimates:
+    _check_opts(o)
+    t0 = time.perf_counter()
+    dims = (int(dims[0]), int(dims[1]))
+    P = dims[0] * dims[1]
+    A, C, cn, pnr = initialize(src, dims, o, n_processes)
+    if A.shape[1] == 0:
+        raise NoComponentsError(
+            f"no components found by {o['method_init']} initialisation "
+            f"(min_corr={o['min_corr']}, min_pnr={o['min_pnr']}, gSig={o['gSig']}); "
+            "try lower min_corr / min_pnr or check the movie")
+    rows = RowSource(src, P, T)
+    est = fit_core(rows, dims, A, C, o)
+    if o["refit"]:
+        log.info("refit: re-running the updates seeded with %d footprints", est.A.shape[1])
+        est = fit_core(rows, dims, est.A, est.C, o)
+    est.Cn = cn
+    est.extra.update(cn=cn, pnr=pnr, fit_seconds=time.perf_counter() - t0)
+    log.info("fit: %d components in %.1f s", est.n_components, time.perf_counter() - t0)
+    return est
+
+
+def fit_cnmf_array(Yr: np.ndarray, dims, *, n_processes: int = 1, **kwargs) -> Estimates:
+    """Fit CNMF(-E) to an in-memory movie.
+
+    Parameters
+    ----------
+    Yr : ndarray, shape (H*W, T)
+        Movie in memmap layout (Fortran pixel order), float32 (raw intensity units).
+    dims : (int, int)
+        ``(H, W)``.
+    **kwargs
+        Options named as CaImAn's parameters (see ``DEFAULTS``): ``gSig, gSiz, min_corr,
+        min_pnr, K, rf, stride, p, fr, decay_time, merge_thr, nb, ...``; ``init_fn``
+        (callable ``Y (T, h, w) -> (A (h*w, K), C (K, T))``) replaces the initialisation.
+
+    Returns
+    -------
+    Estimates
+    """
+    o = dict(DEFAULTS, **kwargs)
+    Yr = np.asarray(Yr, dtype=np.float32)
+    return _run(Yr, dims, Yr.shape[1], o, 1)
+
+
+def options_from_params(params) -> dict:
+    """Map a ``cellextract.params.Params`` (attributes only) to fit options."""
+    i, pa, t, pp = params.init, params.patch, params.temporal, params.preprocess
+    o = dict(
+        method_init=i.method_init, K=i.K, gSig=_pair(i.gSig), gSiz=_pair(i.gSiz),
+        min_corr=i.min_corr, min_pnr=i.min_pnr, center_psf=i.center_psf, tsub=i.tsub,
+        ssub=i.ssub, ssub_B=i.ssub_B, ring_size_factor=i.ring_size_factor, nb=i.nb,
+        rolling_sum=i.rolling_sum, normalize_init=i.normalize_init,
+        rf=pa.rf, stride=pa.stride, only_init=pa.only_init, del_duplicates=pa.del_duplicates,
+        border_pix=pa.border_pix, low_rank_background=pa.low_rank_background,
+        nb_patch=pa.nb_patch, p=t.p, bas_nonneg=t.bas_nonneg,
+        method_deconvolution=t.method_deconvolution, fr=float(params.data.fr),
+        decay_time=float(params.data.decay_time), merge_thr=params.merging.merge_thr,
+        update_background_components=params.spatial.update_background_components,
+        refit=params.workflow.refit,
+    )
+    for name in ("noise_range", "noise_method"):
+        if hasattr(pp, name):
+            o[name] = tuple(getattr(pp, name)) if name == "noise_range" else getattr(pp, name)
+    for name in ("init_iter", "alpha_snmf", "max_iter_snmf"):
+        if hasattr(i, name):
+            o[name] = getattr(i, name)
+    return o
+
+
+def fit_cnmf(mmap_path, *, params, n_processes: int = 1) -> Estimates:
+    """Fit CNMF(-E) to a CaImAn memmap.
+
+    Parameters
+    ----------
+    mmap_path : str or path
+        ``..._d1_H_d2_W_d3_1_order_C_frames_T.mmap`` (Yr (H*W, T), float32).
+    params : cellextract.params.Params
+        Read through attributes only (a ``SimpleNamespace`` tree works).
+    n_processes : int
+        Worker processes for the patches.
+
+    Returns
+    -------
+    Estimates
+        ``A`` (csc, unit-norm columns), ``C, S, YrA`` (K, T), ``b0, W`` (ring model,
+        ``W`` on the ``ssub_B`` grid, see ``extra['ssub_B']``) or ``b, f`` (nb > 0),
+        ``sn, g, bl, c1, neurons_sn, lam, dims, Cn``; ``extra`` holds ``cn, pnr``.
+    """
+    from cellextract.io.memmap import open_memmap
+
+    Yr, dims, T = open_memmap(mmap_path)
+    del Yr
+    o = dict(DEFAULTS, **options_from_params(params))
+    return _run(os.fspath(mmap_path), dims, T, o, max(1, int(n_processes)))

@@ -1,0 +1,277 @@
+"""Patch tiling of the field of view, per-patch processing and combination.
+
+Tiling (CaImAn's meaning of the parameters): ``rf`` is the patch half-size, so patches
+are ``2 * rf`` pixels wide, and ``stride`` is the overlap in pixels between neighbouring
+patches (step ``2 * rf - stride``); the last patch of a row/column is aligned with the
+edge of the field of view; ``rf = None`` (or a FOV no larger than one patch) gives a
+single patch. ``border_pix`` pixels at each edge are left out of every patch.
+
+Each patch has a *core*: the part of the patch closer to its centre than to any
+neighbour's (overlaps split in the middle). With ``del_duplicates`` a component is
+kept only from the patch whose core holds its centre of mass, then remaining duplicates
+(footprint cosine similarity above a threshold) are removed; otherwise components are
+combined with a merge pass.
+
+Reading: the memmap ``Yr`` is (P, T) C order with Fortran pixel order, so the pixels of
+a patch are one contiguous run of ``h`` rows per image column.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from cellextract.cnmf.merge import merge_components
+from cellextract.cnmf.spatial import centers_of_mass
+from cellextract.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One tile. ``rows``/``cols`` are half-open ranges in full-FOV pixels."""
+
+    index: int
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    core_rows: tuple[int, int]
+    core_cols: tuple[int, int]
+
+    @property
+    def dims(self) -> tuple[int, int]:
+        return (self.rows[1] - self.rows[0], self.cols[1] - self.cols[0])
+
+
+def _axis_tiles(lo: int, hi: int, rf: int | None, stride: int):
+    n = hi - lo
+    if rf is None or 2 * rf >= n:
+        return [(lo, hi)], [(lo, hi)]
+    width = 2 * int(rf)
+    step = max(1, width - int(stride))
+    starts = list(range(lo, hi - width + 1, step))
+    if starts[-1] + width < hi:
+        starts.append(hi - width)
+    spans = [(s, s + width) for s in starts]
+    cores = []
+    for i, (s, e) in enumerate(spans):
+        c0 = lo if i == 0 else (s + spans[i - 1][1]) // 2
+        c1 = hi if i == len(spans) - 1 else (spans[i + 1][0] + e) // 2
+        cores.append((c0, c1))
+    return spans, cores
+
+
+def patch_grid(dims: tuple[int, int], *, rf: int | None, stride: int,
+               border_pix: int = 0) -> list[Patch]:
+    """Tile the field of view.
+
+    Parameters
+    ----------
+    dims : (int, int)
+        ``(H, W)``.
+    rf : int or None
+        Patch half-size in pixels (None: one patch).
+    stride : int
+        Overlap between neighbouring patches in pixels.
+    border_pix : int
+        Pixels excluded at each edge.
+
+    Returns
+    -------
+    list of Patch
+        Row-major order (by row range, then column range); cores tile the inner FOV.
+    """
+    H, W = int(dims[0]), int(dims[1])
+    b = int(border_pix)
+    if H - 2 * b <= 0 or W - 2 * b <= 0:
+        raise ValueError(f"border_pix={b} leaves no pixels in a {H}x{W} field of view")
+    rs, rc = _axis_tiles(b, H - b, rf, stride)
+    cs, cc = _axis_tiles(b, W - b, rf, stride)
+    out = []
+    for i, (r, rcore) in enumerate(zip(rs, rc)):
+        for j, (c, ccore) in enumerate(zip(cs, cc)):
+            out.append(Patch(len(out), r, c, rcore, ccore))
+    return out
+
+
+def read_patch_rows(Yr, dims: tuple[int, int], patch: Patch) -> np.ndarray:
+    """Patch data in memmap layout, shape (h*w, T), float32, Fortran order of the patch."""
+    H = int(dims[0])
+    (r0, r1), (c0, c1) = patch.rows, patch.cols
+    blocks = [np.asarray(Yr[r0 + c * H:r1 + c * H], dtype=np.float32) for c in range(c0, c1)]
+    return np.concatenate(blocks, axis=0)
+
+
+def rows_to_frames(Yp: np.ndarray, pdims: tuple[int, int]) -> np.ndarray:
+    """(h*w, T) Fortran-pixel-order rows to frames (T, h, w) float32."""
+    h, w = pdims
+    T = Yp.shape[1]
+    return np.ascontiguousarray(Yp.reshape(w, h, T).transpose(2, 1, 0), dtype=np.float32)
+
+
+def local_to_full(A_loc: sp.spmatrix, patch: Patch, dims: tuple[int, int]) -> sp.csc_matrix:
+    """Map footprints (h*w, K) of a patch to full-FOV pixels (H*W, K)."""
+    A_loc = sp.coo_matrix(A_loc)
+    h = patch.dims[0]
+    rr = A_loc.row % h + patch.rows[0]
+    cc = A_loc.row // h + patch.cols[0]
+    rows = rr + cc * int(dims[0])
+    return sp.csc_matrix((A_loc.data.astype(np.float32), (rows, A_loc.col)),
+                         shape=(int(dims[0]) * int(dims[1]), A_loc.shape[1]))
+
+
+def _open_source(src):
+    if isinstance(src, (str, os.PathLike)):
+        from cellextract.io.memmap import open_memmap
+        Yr, _, _ = open_memmap(src)
+        return Yr
+    return src
+
+
+def _worker(args):
+    """Run ``func(Yp, pdims, **kwargs)`` on one patch; returns (index, result, seconds)."""
+    src, dims, patch, func, kwargs = args
+    t0 = time.perf_counter()
+    Yr = _open_source(src)
+    Yp = read_patch_rows(Yr, dims, patch)
+    del Yr
+    res = func(Yp, patch.dims, **kwargs)
+    return patch.index, res, time.perf_counter() - t0
+
+
+def map_patches(src, dims: tuple[int, int], patches: list[Patch], func, *, n_processes: int = 1,
+                **kwargs) -> list:
+    """Apply ``func(Yp (h*w, T), pdims, **kwargs)`` to every patch.
+
+    Parameters
+    ----------
+    src : str or array
+        Memmap path (each worker opens it and reads only its patch) or an in-memory
+        ``(P, T)`` array (processed in this process).
+    n_processes : int
+        Worker processes (``fork`` pool) when ``src`` is a path.
+
+    Returns
+    -------
+    list
+        ``func`` results in patch order (deterministic).
+    """
+    jobs = [(src, dims, p, func, kwargs) for p in patches]
+    out = [None] * len(patches)
+    t0 = time.perf_counter()
+    n = len(patches)
+    if n_processes > 1 and n > 1 and isinstance(src, (str, os.PathLike)):
+        ctx = mp.get_context("fork")
+        with ctx.Pool(min(n_processes, n)) as pool:
+            for i, (idx, res, _) in enumerate(pool.imap_unordered(_worker, jobs)):
+                out[idx] = res
+                _report(i + 1, n, res, t0)
+    else:
+        for i, job in enumerate(jobs):
+            idx, res, _ = _worker(job)
+            out[idx] = res
+            _report(i + 1, n, res, t0)
+    return out
+
+
+def _report(i, n, res, t0):
+    k = getattr(res, "K", None)
+    if k is None and isinstance(res, tuple) and res and hasattr(res[0], "shape"):
+        k = res[0].shape[1]
+    log.info("patch %d/%d done (%s components), elapsed %.1f s", i, n,
+             "?" if k is None else k, time.perf_counter() - t0)
+
+
+def in_core(centers: np.ndarray, patch: Patch) -> np.ndarray:
+    """Whether centres ``(row, col)`` (full-FOV pixels, shape (K, 2)) lie in the core."""
+    r = np.floor(centers[:, 0] + 0.5)
+    c = np.floor(centers[:, 1] + 0.5)
+    return ((r >= patch.core_rows[0]) & (r < patch.core_rows[1])
+            & (c >= patch.core_cols[0]) & (c < patch.core_cols[1]))
+
+
+def remove_duplicates(A: sp.spmatrix, C: np.ndarray, *, thr: float = 0.6):
+    """Drop components whose footprint duplicates an earlier, brighter one.
+
+    Parameters
+    ----------
+    A : sparse, shape (P, K)
+    C : ndarray, shape (K, T)
+    thr : float
+        Cosine similarity of the footprints above which two components are duplicates.
+
+    Returns
+    -------
+    keep : ndarray of int
+        Indices kept (sorted).
+    """
+    A = sp.csc_matrix(A, dtype=np.float32)
+    K = A.shape[1]
+    if K < 2:
+        return np.arange(K)
+    nrm = np.sqrt(np.asarray(A.multiply(A).sum(axis=0)).ravel())
+    nrm[nrm == 0] = 1
+    An = A @ sp.diags(1.0 / nrm)
+    S = (An.T @ An).tocoo()
+    energy = nrm * np.linalg.norm(C, axis=1)
+    order = np.argsort(-energy, kind="stable")
+    rank = np.empty(K, int)
+    rank[order] = np.arange(K)
+    drop = np.zeros(K, bool)
+    pairs = [(i, j) for i, j, v in zip(S.row, S.col, S.data) if i != j and v > thr]
+    pairs.sort(key=lambda ij: (min(rank[ij[0]], rank[ij[1]]), max(rank[ij[0]], rank[ij[1]])))
+    for i, j in pairs:
+        hi, lo = (i, j) if rank[i] < rank[j] else (j, i)
+        if not drop[hi]:
+            drop[lo] = True
+    return np.flatnonzero(~drop)
+
+
+def combine_patches(parts: list, patches: list[Patch], dims: tuple[int, int], *,
+                    del_duplicates: bool, merge_thr: float, dup_thr: float = 0.6):
+    """Combine per-patch footprints and traces into full-FOV components.
+
+    Parameters
+    ----------
+    parts : list of (A_loc (h*w, K_p) sparse, C (K_p, T))
+        Per-patch results in patch order.
+    patches : list of Patch
+    dims : (int, int)
+    del_duplicates : bool
+        Core rule + duplicate removal (True) or a merge pass with ``merge_thr`` (False).
+
+    Returns
+    -------
+    A : csc_matrix, shape (P, K)
+    C : ndarray, shape (K, T), float32
+    """
+    As, Cs = [], []
+    T = None
+    for (A_loc, C), patch in zip(parts, patches):
+        C = np.asarray(C, np.float32)
+        T = C.shape[1] if T is None else T
+        if A_loc.shape[1] == 0:
+            continue
+        A_full = local_to_full(A_loc, patch, dims)
+        if del_duplicates and len(patches) > 1:
+            keep = in_core(centers_of_mass(A_full, dims), patch)
+            A_full, C = A_full[:, keep], C[keep]
+        As.append(A_full)
+        Cs.append(C)
+    P = int(dims[0]) * int(dims[1])
+    if not As:
+        return sp.csc_matrix((P, 0), dtype=np.float32), np.zeros((0, T or 0), np.float32)
+    A = sp.hstack(As, format="csc").astype(np.float32)
+    C = np.vstack(Cs).astype(np.float32)
+    if len(patches) == 1:
+        return A, C
+    if del_duplicates:
+        keep = remove_duplicates(A, C, thr=dup_thr)
+        return sp.csc_matrix(A[:, keep]), C[keep]
+    A, C, _ = merge_components(A, C, merge_thr=merge_thr)
+    return A, C
