@@ -84,3 +84,14 @@ def test_motion_is_smooth_and_deterministic(motion):
 def test_no_motion_has_zero_shifts():
     t = simulate(**KW).truth
     assert not t.shifts.any() and t.shift_field.shape == (40, 2, 1, 1)
+
+
+def test_field_at_matches_dense_field():
+    from cellextract.simulate.motion import field_at
+
+    t = simulate(motion="pw_rigid", **KW).truth
+    ys, xs = np.array([0, 10, 40, 79]), np.array([5, 50, 95, 20])
+    got = field_at(t.shift_field, t.dims, ys, xs)
+    assert got.shape == (40, 2, 4)
+    for i in (0, 17, 39):
+        np.testing.assert_allclose(got[i], dense_field(t.shift_field[i], t.dims)[:, ys, xs], atol=1e-5)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import scipy.sparse as sp
 from scipy.signal import lfilter
 
 from cellextract.simulate.traces import ou_process
@@ -114,6 +115,17 @@ def _blob_activity(rng: np.random.Generator, n: int, T: int, fr: float) -> np.nd
     return out
 
 
+def _gaussian_column(canvas, cy, cx, sig) -> sp.csc_matrix:
+    """A Gaussian blob truncated at 3.5 sigma as a sparse (Hc*Wc, 1) column."""
+    Hc, Wc = canvas
+    y0, y1 = max(0, int(cy - 3.5 * sig[0])), min(Hc, int(cy + 3.5 * sig[0]) + 1)
+    x0, x1 = max(0, int(cx - 3.5 * sig[1])), min(Wc, int(cx + 3.5 * sig[1]) + 1)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    g = np.exp(-0.5 * (((yy - cy) / sig[0]) ** 2 + ((xx - cx) / sig[1]) ** 2))
+    idx = (yy.astype(np.int64) * Wc + xx.astype(np.int64)).ravel()
+    return sp.csc_matrix((g.ravel(), (idx, np.zeros(idx.size, int))), shape=(Hc * Wc, 1))
+
+
 def background_model(rng: np.random.Generator, kind: str, canvas: tuple[int, int], T: int,
                      fr: float, *, scale: float = 1.0):
     """Spatial maps and temporal factors of the background.
@@ -132,7 +144,8 @@ def background_model(rng: np.random.Generator, kind: str, canvas: tuple[int, int
 
     Returns
     -------
-    B : ndarray, shape (Hc*Wc, m), float32, C-order pixels.
+    B : scipy.sparse.csc_matrix, shape (Hc*Wc, m), float32, C-order pixels (dense
+        columns for the mean and the modes, truncated Gaussians for the blobs).
     F : ndarray, shape (m, T), float32.
     """
     cfg = KIND_BACKGROUND[kind]
@@ -153,13 +166,12 @@ def background_model(rng: np.random.Generator, kind: str, canvas: tuple[int, int
         facts.append(f)
     n_blob = max(1, int(round(cfg["blob_density"] * Hc * Wc)))
     act = _blob_activity(rng, n_blob, T, fr)
-    yy, xx = np.mgrid[0:Hc, 0:Wc].astype(np.float32)
+    cols = [sp.csc_matrix(np.stack([m.ravel() for m in maps], 1).astype(np.float32))]
     for j in range(n_blob):
         cy, cx = rng.uniform(0, Hc), rng.uniform(0, Wc)
         sig = rng.uniform(*cfg["blob_sigma"]) * np.array([rng.uniform(0.8, 1.25), 1.0])
-        g = np.exp(-0.5 * (((yy - cy) / sig[0]) ** 2 + ((xx - cx) / sig[1]) ** 2))
-        maps.append(g * rng.uniform(*cfg["blob_amp"]) * level)
+        cols.append(_gaussian_column(canvas, cy, cx, sig) * rng.uniform(*cfg["blob_amp"]) * level)
         facts.append(act[j])
-    B = np.stack([m.ravel() for m in maps], 1).astype(np.float32)
+    B = sp.hstack(cols, format="csc").astype(np.float32)
     F = np.stack(facts, 0).astype(np.float32)
     return B, F

@@ -20,12 +20,14 @@ its bicubic interpolation (``cv2.resize(..., INTER_CUBIC)``, see :func:`dense_fi
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
 from cellextract.simulate.traces import ou_process
 
-__all__ = ["rigid_trajectory", "deformation_field", "dense_field", "warp_frame",
+__all__ = ["rigid_trajectory", "deformation_field", "dense_field", "field_at", "warp_frame",
            "register_rigid", "motion_margin"]
 
 
@@ -82,8 +84,19 @@ def deformation_field(rng: np.random.Generator, T: int, fr: float, *, grid: tupl
     return x.astype(np.float32)
 
 
+@lru_cache(maxsize=16)
+def _cubic_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """1-D bicubic upsampling matrix (n_out, n_in) equal to ``cv2.resize(INTER_CUBIC)``."""
+    eye = np.eye(n_in, dtype=np.float32)
+    return np.stack([cv2.resize(np.repeat(eye[:, i:i + 1], 2, 1), (2, n_out),
+                                interpolation=cv2.INTER_CUBIC)[:, 0] for i in range(n_in)], 1)
+
+
 def dense_field(field: np.ndarray, dims: tuple[int, int]) -> np.ndarray:
     """Per-pixel shift field from a coarse one by bicubic interpolation.
+
+    The interpolation is OpenCV's bicubic resize (``cv2.resize(f, (W, H),
+    interpolation=cv2.INTER_CUBIC)``), applied separably as ``Ry @ f @ Rx.T``.
 
     Parameters
     ----------
@@ -95,8 +108,41 @@ def dense_field(field: np.ndarray, dims: tuple[int, int]) -> np.ndarray:
     dense : ndarray, shape (2, H, W), float32.
     """
     H, W = dims
-    return np.stack([cv2.resize(np.ascontiguousarray(f, np.float32), (W, H),
-                                interpolation=cv2.INTER_CUBIC) for f in field])
+    f = np.asarray(field, np.float32)
+    Ry, Rx = _cubic_matrix(H, f.shape[1]), _cubic_matrix(W, f.shape[2])
+    return np.stack([Ry @ fi @ Rx.T for fi in f]).astype(np.float32)
+
+
+def field_at(shift_field: np.ndarray, dims: tuple[int, int], ys, xs) -> np.ndarray:
+    """True registration shifts at given pixels for every frame.
+
+    Parameters
+    ----------
+    shift_field : ndarray, shape (T, 2, gh, gw)
+        Coarse field (``Truth.shift_field``).
+    dims : (H, W)
+    ys, xs : array-like, shape (n,)
+        Pixel positions (rounded to the nearest pixel), e.g. patch centers.
+
+    Returns
+    -------
+    shifts : ndarray, shape (T, 2, n), float32, equal to ``dense_field(field[t])[:, y, x]``.
+    """
+    H, W = dims
+    f = np.asarray(shift_field, np.float32)
+    yi = np.clip(np.rint(np.asarray(ys, float)).astype(int), 0, H - 1)
+    xi = np.clip(np.rint(np.asarray(xs, float)).astype(int), 0, W - 1)
+    Ry = _cubic_matrix(H, f.shape[2])[yi]
+    Rx = _cubic_matrix(W, f.shape[3])[xi]
+    return np.einsum("ni,taij,nj->tan", Ry, f, Rx).astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def _grid(H: int, W: int):
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    yy.flags.writeable = False
+    xx.flags.writeable = False
+    return yy, xx
 
 
 def warp_frame(canvas_frame: np.ndarray, dims: tuple[int, int], margin: int, *,
@@ -119,7 +165,7 @@ def warp_frame(canvas_frame: np.ndarray, dims: tuple[int, int], margin: int, *,
     """
     H, W = dims
     if field is not None:
-        yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+        yy, xx = _grid(H, W)
         return cv2.remap(canvas_frame, xx + margin + field[1], yy + margin + field[0],
                          interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     dy, dx = (0.0, 0.0) if shift is None else (float(shift[0]), float(shift[1]))

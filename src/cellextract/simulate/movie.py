@@ -275,12 +275,12 @@ def simulate(*, kind: str = "1p", dims=(128, 128), frames: int = 1000, n_neurons
                           amp_sigma=kd["amp_sigma"])
     base = (act["amplitude"] * r_act.uniform(*kd["base_rel"], K)).astype(np.float32)
     B, F = bgm.background_model(r_bg, kind, canvas, T, fr, scale=background_scale)
-    B *= tau.ravel()[:, None]
+    B = sp.csc_matrix(sp.diags(tau.ravel()).astype(np.float32) @ B)
     vig = bgm.vignette(dims, bgm.KIND_BACKGROUND[kind]["vignette"])
 
     shifts, field = _motion(r_mot, motion, T, fr, dims, max_shift)
     A_true, norms = _fortran_truth_A(A_canvas, dims, margin, vig)
-    bg_mean = (B @ F.mean(1)).reshape(canvas)[margin:margin + H, margin:margin + W] * vig
+    bg_mean = (B @ F.mean(1).astype(np.float32)).reshape(canvas)[margin:margin + H, margin:margin + W] * vig
     gain = kd["gain"] * noise_scale ** 2
     read_sd = kd["read_sd"] * noise_scale
     noise_sd = np.sqrt(gain * bg_mean + read_sd ** 2).astype(np.float32)
