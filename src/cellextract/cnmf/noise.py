@@ -79,6 +79,47 @@ def noise_psd(Y: np.ndarray, *, noise_range=(0.25, 0.5), noise_method: str = "me
     return sn[0] if one else sn
 
 
+def noise_diff_mad(Y: np.ndarray) -> np.ndarray:
+    """Noise standard deviation from the median absolute first difference.
+
+    For white noise ``sn``, ``diff(y)`` has standard deviation ``sqrt(2) sn`` and
+    ``median|diff - median(diff)| = 0.6745 sqrt(2) sn``. Calcium transients only add
+    occasional large differences, so this is robust when activity is sparse, whereas the
+    power-spectrum estimate is inflated by fast transients (decay of a few frames).
+
+    Parameters
+    ----------
+    Y : ndarray, shape (N, T) or (T,)
+
+    Returns
+    -------
+    sn : ndarray, shape (N,) or scalar, float32
+    """
+    Y = np.asarray(Y, dtype=np.float32)
+    d = np.diff(Y, axis=-1)
+    mad = np.median(np.abs(d - np.median(d, axis=-1, keepdims=True)), axis=-1)
+    return (mad / (0.6745 * np.sqrt(2.0))).astype(np.float32)
+
+
+def trace_noise(Y: np.ndarray, *, noise_range=(0.25, 0.5), noise_method: str = "mean") -> np.ndarray:
+    """Noise of calcium traces: the smaller of the power-spectrum and difference estimates.
+
+    Both estimators can only be inflated by the signal (fast transients inflate the
+    spectrum's high band, dense activity inflates the differences), so the minimum is
+    the less biased one.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (N, T) or (T,)
+
+    Returns
+    -------
+    sn : ndarray, shape (N,) or scalar, float32
+    """
+    return np.minimum(noise_psd(Y, noise_range=noise_range, noise_method=noise_method),
+                      noise_diff_mad(Y))
+
+
 def autocovariance(y: np.ndarray, maxlag: int) -> np.ndarray:
     """Biased autocovariance of a trace for lags ``0..maxlag``.
 

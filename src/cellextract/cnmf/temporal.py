@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cellextract.cnmf.noise import noise_psd
+from cellextract.cnmf.noise import trace_noise
 from cellextract.deconv import deconvolve_trace
 
 
@@ -67,7 +67,8 @@ def update_temporal(C: np.ndarray, U: np.ndarray, V: np.ndarray, *, p: int, g=No
     optimize_g, penalty, method_deconvolution
         Passed to :func:`cellextract.deconv.deconvolve_trace`.
     noise_range, noise_method
-        Power-spectrum noise estimate of each raw trace.
+        Noise of each raw trace: power spectrum (these settings), capped by the
+        difference-based estimate (see :func:`cellextract.cnmf.noise.trace_noise`).
 
     Returns
     -------
@@ -89,7 +90,7 @@ def update_temporal(C: np.ndarray, U: np.ndarray, V: np.ndarray, *, p: int, g=No
     for _ in range(max(1, n_iter)):
         for k in range(K):
             y = C[k] + (U[k] - V[k] @ C) / d[k]
-            sn[k] = noise_psd(y, noise_range=noise_range, noise_method=noise_method)
+            sn[k] = trace_noise(y, noise_range=noise_range, noise_method=noise_method)
             c, s, b, gk, lk = deconvolve_trace(
                 y, p=p, g=None if g is None else g[k], sn=sn[k], bas_nonneg=bas_nonneg,
                 optimize_g=optimize_g, penalty=penalty,

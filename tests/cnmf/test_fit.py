@@ -1,0 +1,97 @@
+"""End-to-end CNMF-E fits on small synthetic 1P movies (project simulator)."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cellextract.cnmf.fit import fit_cnmf, fit_cnmf_array
+from cellextract.errors import NoComponentsError
+from cellextract.io.memmap import frames_to_columns, memmap_name
+from cellextract.simulate import simulate
+from cellextract.simulate.score import score
+
+DIMS, T, K = (64, 64), 600, 12
+KW = dict(gSig=(3, 3), gSiz=(13, 13), min_corr=0.8, min_pnr=10, tsub=2, rf=None)
+
+
+@pytest.fixture(scope="module")
+def movie():
+    sim = simulate(kind="1p", dims=DIMS, frames=T, n_neurons=K, seed=1)
+    return sim, frames_to_columns(sim.frames())
+
+
+def _check_estimates(est, P, T):
+    Kf = est.A.shape[1]
+    assert sp.isspmatrix_csc(est.A) and est.A.shape == (P, Kf)
+    assert np.allclose(np.sqrt(est.A.multiply(est.A).sum(0)), 1, atol=1e-4)
+    assert est.A.min() >= 0
+    for name in ("C", "S", "YrA"):
+        x = getattr(est, name)
+        assert x.shape == (Kf, T) and x.dtype == np.float32
+    for name in ("bl", "c1", "neurons_sn", "lam"):
+        assert getattr(est, name).shape == (Kf,)
+    assert est.g.shape == (Kf, 1) and est.sn.shape == (P,)
+    assert est.S.min() >= 0
+
+
+def test_fit_1p_end_to_end(movie):
+    sim, Yr = movie
+    est = fit_cnmf_array(Yr, DIMS, fr=sim.truth.fr, decay_time=sim.truth.decay_time, **KW)
+    _check_estimates(est, DIMS[0] * DIMS[1], T)
+    assert est.b0.shape == (DIMS[0] * DIMS[1],)
+    assert est.W.shape == (32 * 32, 32 * 32) and est.extra["ssub_B"] == 2
+    assert est.Cn.shape == DIMS
+    s = score(est.A, DIMS, sim.truth, C_found=est.C)
+    assert s["F1"] >= 0.7, s
+    assert s["median_trace_corr"] >= 0.9, s
+
+
+def test_fit_seeded_refines_footprints_and_traces(movie):
+    """Seeded with degraded true footprints: the updates recover shapes and traces."""
+    sim, Yr = movie
+    At = sim.truth.A.toarray()
+    rng = np.random.default_rng(0)
+    A0 = np.where(At > 0.5 * At.max(0), At, 0) * rng.uniform(0.5, 1.5, At.shape)
+
+    def init_fn(Y):
+        return sp.csc_matrix(A0), np.zeros((A0.shape[1], Y.shape[0]), np.float32) + 1.0
+
+    est = fit_cnmf_array(Yr, DIMS, fr=sim.truth.fr, decay_time=sim.truth.decay_time,
+                         init_fn=init_fn, **KW)
+    s0 = score(sp.csc_matrix(A0), DIMS, sim.truth)
+    s = score(est.A, DIMS, sim.truth, C_found=est.C)
+    assert s["F1"] >= 0.9, s
+    assert s["mean_iou"] > s0["mean_iou"]
+    assert s["median_trace_corr"] >= 0.95, s
+
+
+def test_fit_cnmf_memmap_with_patches(movie, tmp_path):
+    sim, Yr = movie
+    path = memmap_name(tmp_path / "m", DIMS, T)
+    Yr.tofile(path)
+    params = SimpleNamespace(
+        init=SimpleNamespace(method_init="corr_pnr", K=None, gSig=(3, 3), gSiz=(13, 13),
+                             min_corr=0.8, min_pnr=10, center_psf=True, tsub=2, ssub=1,
+                             ssub_B=2, ring_size_factor=1.4, nb=0, rolling_sum=True,
+                             normalize_init=False),
+        patch=SimpleNamespace(rf=20, stride=10, only_init=True, del_duplicates=True,
+                              border_pix=0, low_rank_background=None, nb_patch=0),
+        temporal=SimpleNamespace(p=1, bas_nonneg=False, method_deconvolution="oasis"),
+        preprocess=SimpleNamespace(p=1, noise_method="mean", noise_range=(0.25, 0.5)),
+        data=SimpleNamespace(fr=sim.truth.fr, decay_time=sim.truth.decay_time),
+        merging=SimpleNamespace(merge_thr=0.7),
+        spatial=SimpleNamespace(update_background_components=True),
+        workflow=SimpleNamespace(refit=False))
+    est = fit_cnmf(path, params=params, n_processes=2)
+    _check_estimates(est, DIMS[0] * DIMS[1], T)
+    s = score(est.A, DIMS, sim.truth, C_found=est.C)
+    assert s["F1"] >= 0.7, s
+
+
+def test_no_cells_raises_clear_error():
+    rng = np.random.default_rng(0)
+    Yr = (100 + rng.standard_normal((32 * 32, 300))).astype(np.float32)
+    with pytest.raises(NoComponentsError, match="no components"):
+        fit_cnmf_array(Yr, (32, 32), **KW)
