@@ -1,0 +1,148 @@
+"""Benchmark CNMF-E fitting: simulate a 1P movie, write a motion-free memmap, fit, score.
+
+Measures wall time and peak RSS of the fit (in a child process, so the simulation's
+memory does not count) and appends a markdown row to ``bench/RESULTS_cnmfe.md``.
+
+Usage::
+
+    .venv/bin/python bench/bench_cnmfe.py --dims 128 128 --frames 1000 --neurons 40
+    .venv/bin/python bench/bench_cnmfe.py --preset bench_1p --n-processes 2   # full size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def make_params(a, fr, decay_time):
+    """1P parameters as in the spec's sample file (attributes only)."""
+    return SimpleNamespace(
+        init=SimpleNamespace(method_init="corr_pnr", K=None, gSig=(a.gsig, a.gsig),
+                             gSiz=(a.gsiz, a.gsiz), min_corr=a.min_corr, min_pnr=a.min_pnr,
+                             center_psf=True, tsub=a.tsub, ssub=1, ssub_B=2,
+                             ring_size_factor=1.4, nb=0, rolling_sum=True,
+                             normalize_init=False),
+        patch=SimpleNamespace(rf=a.rf, stride=a.stride, only_init=True, del_duplicates=True,
+                              border_pix=0, low_rank_background=None, nb_patch=0),
+        temporal=SimpleNamespace(p=1, bas_nonneg=False, method_deconvolution="oasis"),
+        preprocess=SimpleNamespace(p=1, noise_method="mean", noise_range=(0.25, 0.5)),
+        data=SimpleNamespace(fr=fr, decay_time=decay_time),
+        merging=SimpleNamespace(merge_thr=0.7),
+        spatial=SimpleNamespace(update_background_components=True),
+        workflow=SimpleNamespace(refit=a.refit))
+
+
+def write_movie(sim, path, dims, T):
+    from cellextract.io.memmap import MemmapWriter
+    with MemmapWriter(path, dims, T) as w:
+        for start, frames in sim.iter_chunks(500):
+            w.write(start, frames)
+    return path
+
+
+def _fit_child(path, params, n_processes, out, q):
+    from cellextract.cnmf.fit import fit_cnmf
+    from cellextract.log import setup_logging
+    setup_logging(None)
+    t0 = time.perf_counter()
+    est = fit_cnmf(path, params=params, n_processes=n_processes)
+    dt = time.perf_counter() - t0
+    np.savez(out, A_data=est.A.data, A_indices=est.A.indices, A_indptr=est.A.indptr,
+             A_shape=est.A.shape, C=est.C, S=est.S)
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    q.put(dict(seconds=dt, peak_rss_mb=self_rss, worker_peak_rss_mb=kids))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default=None)
+    ap.add_argument("--dims", type=int, nargs=2, default=(128, 128))
+    ap.add_argument("--frames", type=int, default=1000)
+    ap.add_argument("--neurons", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gsig", type=int, default=3)
+    ap.add_argument("--gsiz", type=int, default=13)
+    ap.add_argument("--min-corr", type=float, default=0.8)
+    ap.add_argument("--min-pnr", type=float, default=10)
+    ap.add_argument("--tsub", type=int, default=2)
+    ap.add_argument("--rf", type=int, default=40)
+    ap.add_argument("--stride", type=int, default=20)
+    ap.add_argument("--refit", action="store_true")
+    ap.add_argument("--n-processes", type=int, default=2)
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--results", default=str(HERE / "RESULTS_cnmfe.md"))
+    a = ap.parse_args(argv)
+
+    import scipy.sparse as sp
+    from cellextract.io.memmap import memmap_name
+    from cellextract.simulate import simulate
+    from cellextract.simulate.score import score
+
+    kw = dict(kind="1p", dims=tuple(a.dims), frames=a.frames, n_neurons=a.neurons, seed=a.seed)
+    sim = simulate(preset=a.preset, **kw) if a.preset else simulate(**kw)
+    tr = sim.truth
+    dims, T = tuple(tr.dims), int(tr.C.shape[1])
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_cnmfe_"))
+    work.mkdir(parents=True, exist_ok=True)
+    path = memmap_name(work / "movie", dims, T)
+    t0 = time.perf_counter()
+    write_movie(sim, path, dims, T)
+    print(f"movie {dims[0]}x{dims[1]}x{T}, {tr.A.shape[1]} neurons written in "
+          f"{time.perf_counter() - t0:.1f} s: {path}", flush=True)
+    params = make_params(a, tr.fr, tr.decay_time)
+    q = mp.get_context("fork").Queue()
+    out = str(work / "fit.npz")
+    p = mp.get_context("fork").Process(target=_fit_child, args=(path, params, a.n_processes,
+                                                                 out, q))
+    p.start()
+    res = q.get()
+    p.join()
+    z = np.load(out)
+    A = sp.csc_matrix((z["A_data"], z["A_indices"], z["A_indptr"]), shape=tuple(z["A_shape"]))
+    s = score(A, dims, tr, C_found=z["C"], S_found=z["S"])
+    row = dict(size=f"{dims[0]}x{dims[1]}x{T}", neurons=tr.A.shape[1], found=A.shape[1],
+               F1=s["F1"], precision=s["precision"], recall=s["recall"],
+               trace_corr=s["median_trace_corr"], spike_corr=s.get("median_spike_corr"),
+               seconds=res["seconds"], peak_rss_mb=res["peak_rss_mb"],
+               worker_rss_mb=res["worker_peak_rss_mb"])
+    print(json.dumps(row, default=float, indent=1))
+    cmd = " ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/bench_cnmfe.py"]
+                   + list(argv if argv is not None else sys.argv[1:]))
+    f = Path(a.results)
+    new = not f.exists()
+    with open(f, "a") as fh:
+        if new:
+            fh.write("# CNMF-E benchmark (bench/bench_cnmfe.py)\n\n"
+                     "| date | command | size | neurons | found | F1 | prec | rec | "
+                     "trace corr | spike corr | fit s | peak RSS MB (main / patch workers) |\n"
+                     "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+        fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+        fh.write(f"| {time.strftime('%Y-%m-%d %H:%M')} | `{cmd}` | {row['size']} | "
+                 f"{row['neurons']} | {row['found']} | {fmt(row['F1'])} | "
+                 f"{fmt(row['precision'])} | {fmt(row['recall'])} | {fmt(row['trace_corr'])} | "
+                 f"{fmt(row['spike_corr'])} | {row['seconds']:.1f} | "
+                 f"{row['peak_rss_mb']:.0f} / {row['worker_rss_mb']:.0f} |\n")
+    if not a.workdir:
+        for x in work.iterdir():
+            x.unlink()
+        work.rmdir()
+    return row
+
+
+if __name__ == "__main__":
+    main()
