@@ -16,8 +16,11 @@ For component ``k`` (Giovannucci et al. 2019, "spatial footprint consistency"):
      ``ssub_B = 1``); this needs ``mean_F Y`` on the pixels of the ring blocks too;
    - low-rank (``b``, ``f`` with ``nb > 0``): ``b[S_k] @ mean_F f``;
    - neither: the local mean image, i.e. the temporal mean of every pixel over all frames.
-5. ``r_k = Pearson(A[S_k, k], m_k - background)``; NaN when undefined (fewer than 3 pixels, no
-   activity or a constant image).
+5. **Neighbours** (``subtract_neighbours=True``, our addition to CaImAn's definition): the model
+   contribution of the overlapping components during ``F_k``, ``sum_j A[S_k, j] mean_F C[j]``,
+   is subtracted too, so a neighbour that cannot be avoided in time does not blur the image.
+6. ``r_k = Pearson(A[S_k, k], m_k - background - neighbours)``; NaN when undefined (fewer than 3
+   pixels, no activity or a constant image).
 
 The memmap ``Yr`` (H*W, T) is read once, in blocks of contiguous pixel rows restricted to the
 pixels some component needs, so memory stays bounded by ``block_mb``.
@@ -250,8 +253,8 @@ def compute_r_values(Yr: np.ndarray, A: sp.spmatrix, C: np.ndarray, *, N: int,
                      b: np.ndarray | None = None, f: np.ndarray | None = None,
                      b0: np.ndarray | None = None, W: sp.spmatrix | None = None,
                      dims: tuple[int, int] | None = None, ssub_B: int | None = None,
-                     n_peaks: int = 10, peak_frac: float = 0.3, block_mb: float = 64.0,
-                     n_threads: int = 1) -> np.ndarray:
+                     n_peaks: int = 10, peak_frac: float = 0.3, subtract_neighbours: bool = True,
+                     block_mb: float = 64.0, n_threads: int = 1) -> np.ndarray:
     """Spatial consistency of every component (see module docstring).
 
     Parameters
@@ -274,6 +277,8 @@ def compute_r_values(Yr: np.ndarray, A: sp.spmatrix, C: np.ndarray, *, N: int,
         Downsampling of the ring model; None infers it from ``W.shape`` and ``dims``.
     n_peaks, peak_frac : int, float
         Transient selection (see :func:`active_frames`).
+    subtract_neighbours : bool
+        Remove the overlapping components' model contribution (step 5 of the module doc).
     block_mb : float
         Size of each read of the memmap in MB.
     n_threads : int
@@ -297,7 +302,8 @@ def compute_r_values(Yr: np.ndarray, A: sp.spmatrix, C: np.ndarray, *, N: int,
     need = _needed_pixels(A, ring)
     means, fulls = _stream_means(Yr, need, frames, block_mb=block_mb, n_threads=n_threads,
                                  want_full_mean=(mode == "mean"))
-    Ar = sp.csr_matrix(A) if ring is not None else None
+    Ar = sp.csr_matrix(A) if ring is not None or subtract_neighbours else None
+    ov = sp.csr_matrix(A.T @ A) if subtract_neighbours else None
     r = np.full(K, np.nan)
     for k in range(K):
         sup, a = _support(A, k)
@@ -315,5 +321,10 @@ def compute_r_values(Yr: np.ndarray, A: sp.spmatrix, C: np.ndarray, *, N: int,
             pix = need[k]
             resid = means[k] - Ar[pix] @ cbar - ring.b0[pix]             # mean of Y - AC - b0
             img = img - ring.background(sup, pix, resid)
+        if subtract_neighbours:
+            nb = ov.indices[ov.indptr[k]:ov.indptr[k + 1]]
+            nb = nb[nb != k]
+            if nb.size:
+                img = img - Ar[sup][:, nb] @ C[nb][:, frames[k]].mean(axis=1).astype(np.float64)
         r[k] = _pearson(a, img)
     return r
