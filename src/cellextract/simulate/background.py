@@ -28,10 +28,10 @@ __all__ = ["smooth_field", "vignette", "vessel_transmission", "background_model"
 
 # Per-kind background settings (levels in counts / photons per pixel per frame).
 KIND_BACKGROUND = {
-    "1p": dict(level=800.0, mean_var=0.25, texture=0.04, modes=(0.08, 0.05, 0.02),
+    "1p": dict(level=850.0, mean_var=0.25, texture=0.04, modes=(0.08, 0.05, 0.02),
                mode_tau_s=(40.0, 10.0, 1.5), blob_density=1 / 1600.0,
                blob_amp=(0.04, 0.22), blob_sigma=(8.0, 22.0), bleach=0.12,
-               n_vessels=3, vessel_width=(4.0, 10.0), vessel_depth=(0.3, 0.55),
+               n_vessels=3, vessel_width=(5.0, 14.0), vessel_depth=(0.3, 0.6),
                vignette=0.45),
     "2p": dict(level=40.0, mean_var=0.2, texture=0.15, modes=(0.06, 0.03),
                mode_tau_s=(30.0, 5.0), blob_density=1 / 3000.0,
@@ -67,23 +67,34 @@ def vignette(dims: tuple[int, int], strength: float) -> np.ndarray:
     return (1.0 - strength * r2).astype(np.float32)
 
 
-def _vessel_path(rng: np.random.Generator, dims) -> np.ndarray:
-    """A smooth random curve crossing the field, as (N, 2) (x, y) points."""
-    H, W = dims
-    start = np.array([rng.uniform(0, W), rng.uniform(0, H)])
-    ang = rng.uniform(0, 2 * np.pi)
-    n = int(np.hypot(H, W))
+def _vessel_path(rng: np.random.Generator, start, ang: float, n: int, *,
+                 both: bool) -> np.ndarray:
+    """A smooth random curve of ``n`` unit steps (each way if ``both``), (N, 2) (x, y)."""
     curv = lfilter([0.1], [1.0, -0.9], rng.normal(0.0, 0.02, 2 * n))
     angles = ang + np.cumsum(curv)
     dirs = np.stack([np.cos(angles), np.sin(angles)], 1)
-    fwd = start + np.cumsum(dirs[n:], 0)
-    bwd = start - np.cumsum(dirs[:n][::-1], 0)
+    fwd = np.asarray(start, float) + np.cumsum(dirs[n:], 0)
+    if not both:
+        return fwd
+    bwd = np.asarray(start, float) - np.cumsum(dirs[:n][::-1], 0)
     return np.concatenate([bwd[::-1], fwd])
+
+
+def _draw_vessel(dims, pts: np.ndarray, w: float) -> np.ndarray:
+    """Blurred, anti-aliased stroke of width ``w`` px along ``pts``, peak 1."""
+    img = np.zeros(dims, np.float32)
+    cv2.polylines(img, [np.round(pts * 16).astype(np.int32)], False, 1.0,
+                  thickness=max(1, int(round(w))), lineType=cv2.LINE_AA, shift=4)
+    img = cv2.GaussianBlur(img, (0, 0), max(0.8, w / 3))
+    return img / max(float(img.max()), 1e-9)
 
 
 def vessel_transmission(rng: np.random.Generator, dims: tuple[int, int], *, n: int,
                         width=(4.0, 10.0), depth=(0.3, 0.55)) -> np.ndarray:
-    """Multiplicative transmission map with ``n`` dark, curved blood vessels.
+    """Multiplicative transmission map with ``n`` dark, curved, branching blood vessels.
+
+    Each vessel crosses the field along a smooth random curve, with 0-2 thinner
+    branches leaving it at 30-80 degrees; strokes are blurred (out of focus).
 
     Returns
     -------
@@ -91,15 +102,19 @@ def vessel_transmission(rng: np.random.Generator, dims: tuple[int, int], *, n: i
     """
     H, W = dims
     tau = np.ones(dims, np.float32)
+    size = int(np.hypot(H, W))
     for _ in range(n):
-        pts = _vessel_path(rng, dims)
+        start = np.array([rng.uniform(0, W), rng.uniform(0, H)])
+        pts = _vessel_path(rng, start, rng.uniform(0, 2 * np.pi), size, both=True)
         w = rng.uniform(*width)
-        img = np.zeros(dims, np.float32)
-        cv2.polylines(img, [np.round(pts * 16).astype(np.int32)], False, 1.0,
-                      thickness=max(1, int(round(w))), lineType=cv2.LINE_AA, shift=4)
-        img = cv2.GaussianBlur(img, (0, 0), max(0.8, w / 4))
-        img /= max(float(img.max()), 1e-9)
-        tau *= 1.0 - rng.uniform(*depth) * img
+        d = rng.uniform(*depth)
+        tau *= 1.0 - d * _draw_vessel(dims, pts, w)
+        for _b in range(rng.integers(0, 3)):
+            p0 = pts[rng.integers(size // 2, 3 * size // 2)]
+            seg = pts[min(len(pts) - 1, size)] - pts[size - 1]
+            ang = np.arctan2(seg[1], seg[0]) + rng.choice([-1, 1]) * np.deg2rad(rng.uniform(30, 80))
+            br = _vessel_path(rng, p0, ang, int(rng.uniform(0.2, 0.5) * size), both=False)
+            tau *= 1.0 - d * rng.uniform(0.6, 1.0) * _draw_vessel(dims, br, w * rng.uniform(0.4, 0.7))
     return tau
 
 
