@@ -146,32 +146,47 @@ def _box(center, R, shape):
             slice(max(c - R, 0), min(c + R + 1, shape[1])))
 
 
-def _ring_trace(Yd: np.ndarray, center, R: int, width: int) -> np.ndarray:
-    """Median raw trace of the pixels at Chebyshev distance R+1 .. R+width from center."""
-    outer = _box(center, R + width, Yd.shape[1:])
-    sub = Yd[:, outer[0], outer[1]]
+def _ring_trace(Yp: np.ndarray, center, R: int, width: int) -> np.ndarray:
+    """Median raw trace of the pixels at Chebyshev distance R+1 .. R+width from center.
+
+    ``Yp`` is pixel-major, shape (h, w, T).
+    """
+    outer = _box(center, R + width, Yp.shape[:2])
+    sub = Yp[outer[0], outer[1]]
     rr = np.arange(outer[0].start, outer[0].stop)[:, None] - center[0]
     cc = np.arange(outer[1].start, outer[1].stop)[None, :] - center[1]
     ring = np.maximum(np.abs(rr), np.abs(cc)) > R
     if ring.sum() < 3:  # box covers the whole image: use its rim
         ring = np.maximum(np.abs(rr), np.abs(cc)) >= R - 1
-    return np.median(sub[:, ring], axis=1).astype(np.float32)
+    X = np.ascontiguousarray(sub[ring].T)  # (T, n)
+    k = X.shape[1] // 2
+    X.partition(k, axis=1)
+    return X[:, k].astype(np.float32)
 
 
 def _regress(Rb: np.ndarray, c: np.ndarray, g: np.ndarray):
-    """Least squares of pixel traces Rb (T, n) on [1, c, g]: c-coefficient and its t-value."""
-    T = Rb.shape[0]
-    D = np.stack([np.ones(T, np.float32), c, g], axis=1).astype(np.float64)
-    G = D.T @ D
-    try:
-        Gi = np.linalg.inv(G)
-    except np.linalg.LinAlgError:
-        Gi = np.linalg.pinv(G)
-    coef = Gi @ (D.T @ Rb.astype(np.float64))  # (3, n)
-    res_var = np.maximum(((Rb ** 2).sum(axis=0) - (coef * (D.T @ Rb)).sum(axis=0)) / max(T - 3, 1),
-                         1e-20)
-    se = np.sqrt(res_var * max(Gi[1, 1], 1e-30))
-    return coef, coef[1] / se
+    """Least squares of pixel traces Rb (n, T) on [1, c, g].
+
+    Returns
+    -------
+    coef : ndarray, shape (3, n)
+        Intercept, ``c`` and ``g`` coefficients.
+    tval : ndarray, shape (n,)
+        t-value of the ``c`` coefficient.
+    """
+    T = Rb.shape[1]
+    mR = Rb.mean(axis=1)
+    Rc = Rb - mR[:, None]
+    D = np.stack([c - c.mean(), g - g.mean()]).astype(np.float32)  # (2, T), centred
+    G = D.astype(np.float64) @ D.T.astype(np.float64)
+    Gi = np.linalg.pinv(G)
+    B = (Rc @ D.T).T.astype(np.float64)  # (2, n)
+    coef = Gi @ B
+    ss = np.einsum("it,it->i", Rc, Rc).astype(np.float64)
+    res_var = np.maximum((ss - (coef * B).sum(axis=0)) / max(T - 3, 1), 1e-20)
+    se = np.sqrt(res_var * max(Gi[0, 0], 1e-30))
+    icpt = mR - coef[0] * c.mean() - coef[1] * g.mean()
+    return np.vstack([icpt, coef]), coef[0] / se
 
 
 def _clean(a: np.ndarray, tval: np.ndarray, seed_rc) -> np.ndarray:
@@ -185,31 +200,32 @@ def _clean(a: np.ndarray, tval: np.ndarray, seed_rc) -> np.ndarray:
     return np.where(mask, a, 0.0)
 
 
-def _filtered_trace(F: np.ndarray, img: np.ndarray, kernel: np.ndarray, kr) -> np.ndarray:
-    """Least-squares trace of the filtered data F (T, h, w) on the filtered footprint."""
+def _filtered_trace(Fp: np.ndarray, img: np.ndarray, kernel: np.ndarray, kr) -> np.ndarray:
+    """Least-squares trace of the filtered data Fp (h, w, T) on the filtered footprint."""
     rows, cols = np.nonzero(img)
     sl = (slice(max(rows.min() - kr[0], 0), rows.max() + kr[0] + 1),
           slice(max(cols.min() - kr[1], 0), cols.max() + kr[1] + 1))
     af = filter_image(img, kernel)[sl]
     nrm = float((af.astype(np.float64) ** 2).sum())
-    return (np.tensordot(F[:, sl[0], sl[1]], af, axes=([1, 2], [0, 1])) / max(nrm, 1e-30)
-            ).astype(np.float32)
+    return (np.einsum("ij,ijt->t", af, Fp[sl[0], sl[1]]) / max(nrm, 1e-30)).astype(np.float32)
 
 
-def _estimate_neuron(Yd: np.ndarray, F: np.ndarray, seed, R: int, kernel: np.ndarray, n_iter: int = 2):
+def _estimate_neuron(Yp: np.ndarray, Fp: np.ndarray, seed, R: int, kernel: np.ndarray,
+                     n_iter: int = 2):
     """Footprint (full image, downsampled grid) and trace for one seed; None if it fails.
 
-    The footprint comes from the raw data (regression on ``[1, c, g]``), the trace from the
+    ``Yp`` (raw) and ``Fp`` (filtered, baseline removed) are pixel-major (h, w, T). The
+    footprint comes from the raw data (regression on ``[1, c, g]``), the trace from the
     filtered data (projection on the filtered footprint), which is free of background.
     """
-    box = _box(seed, R, Yd.shape[1:])
+    box = _box(seed, R, Yp.shape[:2])
     seed_rc = (seed[0] - box[0].start, seed[1] - box[1].start)
     bh, bw = box[0].stop - box[0].start, box[1].stop - box[1].start
     kr = kernel.shape[0] // 2, kernel.shape[1] // 2
-    Rb = Yd[:, box[0], box[1]].reshape(Yd.shape[0], -1)
-    g = _ring_trace(Yd, seed, R, 2)
-    c = F[:, seed[0], seed[1]].astype(np.float32).copy()
-    img = np.zeros(Yd.shape[1:], np.float32)
+    Rb = Yp[box[0], box[1]].reshape(bh * bw, -1)
+    g = _ring_trace(Yp, seed, R, 2)
+    c = Fp[seed[0], seed[1]].astype(np.float32).copy()
+    img = np.zeros(Yp.shape[:2], np.float32)
     for _ in range(n_iter):
         coef, tval = _regress(Rb, c, g)
         a = _clean(coef[1].reshape(bh, bw), tval.reshape(bh, bw), seed_rc)
@@ -217,7 +233,7 @@ def _estimate_neuron(Yd: np.ndarray, F: np.ndarray, seed, R: int, kernel: np.nda
             return None
         img[:] = 0
         img[box] = a
-        c = _filtered_trace(F, img, kernel, kr)
+        c = _filtered_trace(Fp, img, kernel, kr)
     return img, c
 
 
@@ -300,11 +316,15 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
 
     kernel = summary_kernel(gs, None, center_psf=center_psf)
     F = spatial_filter(Yd, kernel)
-    base, sigma = baseline_noise(F)
-    F -= base
-    sigma = np.maximum(sigma, 1e-12 * (np.abs(F).max() + 1))
-    pnr = np.maximum(F.max(axis=0) / sigma, 0).astype(np.float32)
-    cn = neighbour_correlation(_threshold(F.copy(), 0, sigma, noise_thr))
+    Yp = np.ascontiguousarray(Yd.transpose(1, 2, 0))  # pixel-major (hd, wd, Td)
+    del Yd
+    Fp = np.ascontiguousarray(F.transpose(1, 2, 0))
+    del F
+    base, sigma = baseline_noise(Fp, pixel_major=True)
+    Fp -= base[:, :, None]
+    sigma = np.maximum(sigma, 1e-12 * (float(np.abs(Fp).max()) + 1))
+    pnr = np.maximum(Fp.max(axis=2) / sigma, 0).astype(np.float32)
+    cn = neighbour_correlation(_threshold(Fp.copy(), 0, sigma[:, :, None], noise_thr), pixel_major=True)
     cn0, pnr0 = cn.copy(), pnr.copy()
 
     allowed = np.ones((hd, wd), bool)
@@ -325,14 +345,14 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
         s = np.where(cand, cn * pnr, -np.inf)
         seed = np.unravel_index(int(np.argmax(s)), s.shape)
         allowed[seed] = False
-        est = _estimate_neuron(Yd, F, seed, R, kernel)
+        est = _estimate_neuron(Yp, Fp, seed, R, kernel)
         if est is None or np.count_nonzero(est[0]) < min_pixel:
             n_rejected += 1
             continue
         img, c = est
         # slow, non-transient components (1P background residue) are explained away
         # (subtracted from the search data) but not reported as neurons
-        _subtract_and_update(F, img, c, kr, sigma, noise_thr, cn, pnr)
+        _subtract_and_update(Fp, img, c, kr, sigma, noise_thr, cn, pnr)
         if min_rise and rise_score(c) < min_rise:
             n_rejected += 1
             continue
@@ -354,21 +374,26 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
     return to_init_result(full, C, (h, w), cn=cn_full, pnr=pnr_full, extra=extra)
 
 
-def _subtract_and_update(F, img, c, kr, sigma, noise_thr, cn, pnr):
-    """Remove the neuron from the filtered data F and refresh cn / pnr around it (in place)."""
+def _subtract_and_update(Fp, img, c, kr, sigma, noise_thr, cn, pnr):
+    """Remove a component from the filtered data Fp (h, w, T) and refresh cn / pnr around
+    it (in place). Each filtered trace on the footprint dilated by the kernel radius loses
+    its least-squares projection on ``c``."""
     hd, wd = img.shape
-    support = ndi.binary_dilation(img > 0, structure=np.ones((2 * kr[0] + 1, 2 * kr[1] + 1), bool))
-    rows, cols = np.nonzero(support)
-    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    sub = F[:, r0:r1, c0:c1]
-    msk = support[r0:r1, c0:c1]
+    rows, cols = np.nonzero(img)
+    r0, r1 = max(rows.min() - kr[0], 0), min(rows.max() + kr[0] + 1, hd)
+    c0, c1 = max(cols.min() - kr[1], 0), min(cols.max() + kr[1] + 1, wd)
+    msk = ndi.binary_dilation(img[r0:r1, c0:c1] > 0,
+                              structure=np.ones((2 * kr[0] + 1, 2 * kr[1] + 1), bool))
+    sub = Fp[r0:r1, c0:c1]
     cc = float(c @ c)
     if cc > 0:
-        coef = np.tensordot(c, sub, axes=(0, 0)) / cc  # (rh, rw)
-        sub -= c[:, None, None] * np.where(msk, coef, 0.0).astype(np.float32)[None]
-    pnr[r0:r1, c0:c1] = np.maximum(sub.max(axis=0) / sigma[r0:r1, c0:c1], 0)
+        X = sub[msk]  # (n, T) copy
+        coef = (X @ c) / cc
+        X -= coef[:, None].astype(np.float32) * c[None, :]
+        sub[msk] = X
+    pnr[r0:r1, c0:c1] = np.maximum(sub.max(axis=2) / sigma[r0:r1, c0:c1], 0)
     # correlation: recompute on the region + 1 px margin, keep the region's values
     R0, R1, C0, C1 = max(r0 - 1, 0), min(r1 + 1, hd), max(c0 - 1, 0), min(c1 + 1, wd)
-    X = _threshold(F[:, R0:R1, C0:C1].copy(), 0, sigma[R0:R1, C0:C1], noise_thr)
-    cn_sub = neighbour_correlation(X)
+    X = _threshold(Fp[R0:R1, C0:C1].copy(), 0, sigma[R0:R1, C0:C1, None], noise_thr)
+    cn_sub = neighbour_correlation(X, pixel_major=True)
     cn[r0:r1, c0:c1] = cn_sub[r0 - R0:r0 - R0 + (r1 - r0), c0 - C0:c0 - C0 + (c1 - c0)]

@@ -72,8 +72,16 @@ class _CorrSums:
         self.s2 = np.zeros(shape, np.float64)
         self.sx = [np.zeros(_overlap_shape(shape, s), np.float64) for s in _SHIFTS]
 
-    def add(self, X: np.ndarray) -> None:
-        """Add frames ``X`` (n, a, b) float32."""
+    def add(self, X: np.ndarray, *, pixel_major: bool = False) -> None:
+        """Add frames ``X`` (n, a, b) float32, or traces (a, b, n) if ``pixel_major``."""
+        if pixel_major:
+            self.n += X.shape[2]
+            self.s1 += X.sum(axis=2, dtype=np.float64)
+            self.s2 += np.einsum("ijt,ijt->ij", X, X)
+            for acc, s in zip(self.sx, _SHIFTS):
+                x0, x1 = _pair_views(X[None], s)
+                acc += np.einsum("ijt,ijt->ij", x0[0], x1[0])
+            return
         self.n += X.shape[0]
         self.s1 += X.sum(axis=0, dtype=np.float64)
         self.s2 += np.einsum("tij,tij->ij", X, X, dtype=np.float64)
@@ -121,20 +129,21 @@ def _pair_views(X: np.ndarray, s):
     return X[:, r0, c0], X[:, r1, c1]
 
 
-def neighbour_correlation(X: np.ndarray) -> np.ndarray:
+def neighbour_correlation(X: np.ndarray, *, pixel_major: bool = False) -> np.ndarray:
     """Mean correlation of each pixel's trace with its 8 neighbours.
 
     Parameters
     ----------
-    X : ndarray, shape (T, h, w)
+    X : ndarray, shape (T, h, w), or (h, w, T) if ``pixel_major``
         Traces (any baseline; constant traces get correlation 0).
 
     Returns
     -------
     ndarray, shape (h, w), float32
     """
-    acc = _CorrSums(X.shape[1:])
-    acc.add(np.asarray(X, dtype=np.float32))
+    X = np.asarray(X, dtype=np.float32)
+    acc = _CorrSums(X.shape[:2] if pixel_major else X.shape[1:])
+    acc.add(X, pixel_major=pixel_major)
     return acc.image()
 
 
@@ -172,20 +181,24 @@ def _row_median(X: np.ndarray) -> np.ndarray:
     return X[:, k].copy()
 
 
-def baseline_noise(F: np.ndarray, *, remove_baseline: bool = True):
+def baseline_noise(F: np.ndarray, *, remove_baseline: bool = True, pixel_major: bool = False):
     """Per-pixel baseline (median) and noise (MAD of first differences) of filtered frames.
 
     Parameters
     ----------
-    F : ndarray, shape (n, a, b)
+    F : ndarray, shape (n, a, b), or (a, b, n) if ``pixel_major``
         Filtered consecutive frames.
 
     Returns
     -------
     base, sigma : ndarray, shape (a, b), float32
     """
-    shape = F.shape[1:]
-    Ft = _pixel_major(F)
+    if pixel_major:
+        shape = F.shape[:2]
+        Ft = np.array(F.reshape(-1, F.shape[2]), dtype=np.float32, order="C")
+    else:
+        shape = F.shape[1:]
+        Ft = _pixel_major(F)
     D = np.abs(np.diff(Ft, axis=1))
     base = _row_median(Ft) if remove_baseline else np.zeros(Ft.shape[0], np.float32)
     sigma = _row_median(D) * np.float32(MAD_SCALE)
