@@ -105,11 +105,12 @@ def spike_counts(rng: np.random.Generator, rates: np.ndarray, T: int, fr: float,
     if coupling is None:
         coupling = rng.uniform(0.0, 1.0, K)
     shared = ou_process(rng, 1, T, tau_frames=5.0 * fr)[0]
-    own = ou_process(rng, K, T, tau_frames=rng.uniform(2.0, 20.0, K) * fr) if K else np.zeros((0, T))
-    logm = modulation_sd * (coupling[:, None] * shared[None, :]
-                            + np.sqrt(1.0 - coupling[:, None] ** 2) * own)
-    lam = rates[:, None] / fr * np.exp(logm - 0.5 * modulation_sd ** 2)
-    counts = rng.poisson(lam).astype(np.float32)
+    taus = rng.uniform(2.0, 20.0, K) * fr
+    counts = np.empty((K, T), np.float32)
+    for k in range(K):     # one neuron at a time: memory O(T), not O(K T)
+        own = ou_process(rng, 1, T, tau_frames=taus[k])[0]
+        logm = modulation_sd * (coupling[k] * shared + np.sqrt(1.0 - coupling[k] ** 2) * own)
+        counts[k] = rng.poisson(rates[k] / fr * np.exp(logm - 0.5 * modulation_sd ** 2))
     bursty = rng.random(K) < burst_frac
     for k in np.flatnonzero(bursty):
         n_b = rng.poisson(T / fr * rng.uniform(0.01, 0.05))
