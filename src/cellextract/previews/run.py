@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cellextract.cnmf.estimates import Estimates
+from cellextract.export.run import series_invalid_mask
 from cellextract.log import get_logger
 from cellextract.previews.cells import plot_cells
 from cellextract.previews.events import plot_events
@@ -32,16 +33,6 @@ def preview_names(n_files: int, *, with_init: bool = True) -> list[str]:
         names += [f"cellset_raw.{tag}.png", f"cellset_denoised.{tag}.png",
                   f"neural_events.{tag}.png"]
     return names
-
-
-def _invalid(files: list[dict], T: int) -> np.ndarray:
-    inv = np.zeros(T, dtype=bool)
-    for f in files:
-        m = f.get("invalid_mask")
-        if m is not None:
-            s = int(f["start_frame"])
-            inv[s:s + int(f["n_frames"])] = np.asarray(m, bool)
-    return inv
 
 
 def _one(out: Path, tag: str, label: str, est: Estimates, *, fr: float, frames, invalid,
@@ -93,7 +84,7 @@ def make_previews(out_dir: str | os.PathLike, est: Estimates, files: list[dict],
     if pnr is not None and corr is not None:
         written.append(plot_init_images(out / "init_images.png", pnr=pnr, corr=corr,
                                         min_corr=min_corr, min_pnr=min_pnr))
-    inv = _invalid(files, est.n_frames)
+    inv = series_invalid_mask(files, est.n_frames)
     for k, f in enumerate(files):
         s, n = int(f["start_frame"]), int(f["n_frames"])
         ffr = 1.0 / f["period_s"] if f.get("period_s") else fr
