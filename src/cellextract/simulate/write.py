@@ -27,6 +27,7 @@ logger = get_logger(__name__)
 
 #: Start of the first frame of simulated isxd movies (s since the Unix epoch).
 DEFAULT_START_TIME = 1_700_000_000.0
+_CHUNK_BYTES = 256 << 20   # at most ~256 MB of frames in memory while writing
 _EXTS = (".tif", ".tiff", ".isxd", ".avi")
 
 
@@ -103,9 +104,10 @@ def write_simulation(out_path, *, parts: int = 1, truth_path=None, dtype=None,
         raise ParameterError(f"simulate: parts must be in 1..{sim.n_frames}, got {parts}")
     truth_path = Path(truth_path) if truth_path else out.with_name(f"{out.stem}_truth.h5")
     avi_range = _avi_range(sim) if out.suffix.lower() == ".avi" else None
+    chunk = max(1, min(sim.chunk, _CHUNK_BYTES // (4 * sim.dims[0] * sim.dims[1])))
     paths = []
     for path, (a, b) in zip(part_paths(out, parts), part_ranges(sim.n_frames, parts)):
-        paths.append(_write_part(path, sim, a, b, chunk=sim.chunk, start_time=start_time,
+        paths.append(_write_part(path, sim, a, b, chunk=chunk, start_time=start_time,
                                  dtype=dtype, avi_range=avi_range))
     write_truth(truth_path, sim.truth)
     logger.info("wrote simulation %s (%d part(s)) and truth %s", out, parts, truth_path)
