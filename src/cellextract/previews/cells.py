@@ -73,7 +73,7 @@ def contour_level(img: np.ndarray, *, energy: float = 0.9) -> float:
 
 
 def _draw_contour(ax, img, *, color, lw):
-    """Contour of one footprint (cropped to its support); returns (top, bottom, right) of its support."""
+    """Contour of one footprint (cropped to its support); returns (top, bottom, left, right) of its support."""
     ys, xs = np.nonzero(img > 0)
     if ys.size == 0:
         return None
@@ -83,7 +83,17 @@ def _draw_contour(ax, img, *, color, lw):
     sub[1:-1, 1:-1] = img[y0 + 1:y1 - 1, x0 + 1:x1 - 1]  # zero border closes the contour
     ax.contour(np.arange(x0, x1), np.arange(y0, y1), sub, levels=[contour_level(img) * 0.999],
                colors=[color], linewidths=lw)
-    return float(ys.min()), float(ys.max()), float(xs.max())
+    return float(ys.min()), float(ys.max()), float(xs.min()), float(xs.max())
+
+
+def _label(ax, box, name, color, dims, outline):
+    """Cell name at the top-right corner of its footprint (inside the image near edges)."""
+    top, bottom, left, right = box
+    near_top, near_right = top < 0.06 * dims[0], right > 0.85 * dims[1]
+    return ax.text(left if near_right else right, bottom + 1 if near_top else top - 1, name,
+                   color=color, fontsize=7.5, ha="right" if near_right else "left",
+                   va="top" if near_top else "bottom", fontweight="bold",
+                   path_effects=outline, clip_on=True)
 
 
 def _footprint_panel(ax, est, highlight, others, colors, names):
@@ -97,19 +107,39 @@ def _footprint_panel(ax, est, highlight, others, colors, names):
     for k in others:
         _draw_contour(ax, imgs[k], color="0.75", lw=0.7)
     outline = [patheffects.withStroke(linewidth=2.0, foreground="black")]
+    labels = []
     for k, c in zip(highlight, colors):
         box = _draw_contour(ax, imgs[k], color=c, lw=1.6)
         if box is not None:
-            top, bottom, right = box
-            near_top = top < 0.06 * est.dims[0]
-            ax.text(right, bottom + 1 if near_top else top - 1, names[k], color=c, fontsize=7.5,
-                    ha="left", va="top" if near_top else "bottom", fontweight="bold",
-                    path_effects=outline, clip_on=True)
+            labels.append(_label(ax, box, names[k], c, est.dims, outline))
     H, W = est.dims
     ax.set_xlim(-0.5, W - 0.5)
     ax.set_ylim(H - 0.5, -0.5)
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
+    return labels
+
+
+def _declutter(fig, ax, texts, *, tries: int = 6) -> None:
+    """Shift labels that overlap earlier ones by whole label heights (up, down, ...)."""
+    if len(texts) < 2:
+        return
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for t in texts:
+        bb = t.get_window_extent(renderer)
+        origin = ax.transData.transform(t.get_position())
+        for i in range(1, tries + 1):
+            if not any(bb.overlaps(p) for p in placed):
+                break
+            step = bb.height * 1.05 * ((i + 1) // 2) * (1 if i % 2 else -1)  # +1, -1, +2, ...
+            t.set_position(ax.transData.inverted().transform(origin + np.array([0.0, step])))
+            bb = t.get_window_extent(renderer)
+        placed.append(bb)
+
+
+def _footprint_titles(ax, highlight, others):
     ax.set_title(f"Footprints on the correlation image\n{len(highlight)} highlighted in colour, "
                  f"{len(others)} other accepted in grey", fontsize=10)
 
@@ -196,8 +226,10 @@ def plot_cells(path: str | os.PathLike, est: Estimates, *, kind: str = "raw", fr
     fp_w = 5.5 * min(max(W / max(H, 1), 0.6), 1.8)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(fp_w + 9.0, 7.2), layout="constrained",
                                    width_ratios=[fp_w, 9.0])
-    _footprint_panel(ax0, est, highlight, others, colors, names)
+    labels = _footprint_panel(ax0, est, highlight, others, colors, names)
+    _footprint_titles(ax0, highlight, others)
     _traces_panel(ax1, traces, t, highlight, colors, names, boundaries=boundaries, kind=kind)
     fig.suptitle(f"{title}: {acc.size} accepted of {plural(est.n_components, 'cell')}",
                  fontsize=13)
+    _declutter(fig, ax0, labels)
     return save_figure(fig, path)

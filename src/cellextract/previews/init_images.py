@@ -19,8 +19,8 @@ def _panel(fig, ax, img, *, title, label, cmap, threshold=None):
         vmax = vmin + 1.0
     im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     if threshold is not None and finite.size and finite.min() < threshold < finite.max():
-        ax.contour(img, levels=[threshold], colors="white", linewidths=0.8)
-        title += f"\n(white line: threshold {threshold:g})"
+        ax.contour(img, levels=[threshold], colors="red", linewidths=0.9)
+        title += f"\n(red line: threshold {threshold:g})"
     ax.set_title(title, fontsize=11)
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
