@@ -55,8 +55,8 @@ PRESETS = {
 KIND_DEFAULTS = {
     "1p": dict(fr=10.0, gsig=3.2, decay_time=0.4, amp_rel=0.055, amp_sigma=0.55,
                base_rel=(0.3, 1.0), pair_frac=0.10, offset=100.0, gain=0.25, read_sd=4.0),
-    "2p": dict(fr=30.0, gsig=4.0, decay_time=0.4, amp_rel=0.6, amp_sigma=0.5,
-               base_rel=(0.6, 1.6), pair_frac=0.15, offset=0.0, gain=1.0, read_sd=1.0),
+    "2p": dict(fr=30.0, gsig=4.0, decay_time=0.4, amp_rel=0.45, amp_sigma=0.5,
+               base_rel=(0.8, 2.0), pair_frac=0.15, offset=0.0, gain=1.0, read_sd=1.0),
 }
 _MOTIONS = ("none", "rigid", "pw_rigid")
 _BLOCK_BYTES = 64 << 20
