@@ -100,3 +100,17 @@ def test_shift_rmse():
     assert shift_rmse(field + 0.5, field) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ParameterError):
         shift_rmse(true, true[:5])
+
+
+def test_recall_detectable_ignores_silent_and_dim(truth):
+    import dataclasses
+
+    S = truth.S.copy()
+    S[0] = 0                                   # neuron 0 never fires
+    snr = truth.snr.copy()
+    snr[1] = 0.5                               # neuron 1 is too dim
+    t2 = dataclasses.replace(truth, S=S, snr=snr)
+    keep = np.arange(2, 20)
+    r = score(truth.A.toarray()[:, keep], (H, W), t2)
+    assert r["recall"] == pytest.approx(18 / 20)
+    assert r["n_detectable"] == 18 and r["recall_detectable"] == 1.0

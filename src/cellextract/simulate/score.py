@@ -15,7 +15,8 @@ Footprint matching (:func:`score`)
 
 ``precision = TP / n_found``, ``recall = TP / n_true``, ``F1 = 2 P R / (P + R)``.
 ``recall_detectable`` is the recall over true neurons with ``truth.snr >= snr_min``
-(single-spike amplitude >= ``snr_min`` times the noise of the footprint-weighted trace).
+(single-spike amplitude >= ``snr_min`` times the noise of the footprint-weighted trace)
+that fire in at least ``min_events`` frames (a silent neuron cannot be found).
 
 Traces: for each match, Pearson correlation of the found ``C`` with the true calcium.
 Spikes: Pearson correlation of the found ``S`` with the true ``S`` after smoothing both
@@ -152,7 +153,7 @@ def _median(x) -> float | None:
 
 def score(A_found, dims, truth, *, C_found=None, S_found=None, mask_frac: float = 0.25,
           iou_thr: float = 0.3, max_dist: float | None = None, align: bool = False,
-          snr_min: float = 3.0, spike_sigma: float = 0.1) -> dict:
+          snr_min: float = 3.0, min_events: int = 1, spike_sigma: float = 0.1) -> dict:
     """Compare found components with the ground truth.
 
     Parameters
@@ -172,6 +173,8 @@ def score(A_found, dims, truth, *, C_found=None, S_found=None, mask_frac: float 
         offset from the unmoved frame).
     snr_min : float
         SNR threshold defining "detectable" true neurons.
+    min_events : int
+        Minimum number of frames with spikes for a true neuron to be "detectable".
     spike_sigma : float
         Smoothing (s) of the spike trains before correlating them.
 
@@ -209,7 +212,7 @@ def score(A_found, dims, truth, *, C_found=None, S_found=None, mask_frac: float 
     rec = tp / n_true if n_true else 0.0
     f1 = 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0
     matched_true = {i for i, _ in pairs}
-    det = np.flatnonzero(truth.snr >= snr_min)
+    det = np.flatnonzero((truth.snr >= snr_min) & ((truth.S > 0).sum(1) >= min_events))
     out = {
         "n_true": n_true, "n_found": n_found, "TP": tp, "FP": n_found - tp, "FN": n_true - tp,
         "precision": prec, "recall": rec, "F1": f1,
