@@ -107,10 +107,13 @@ def test_recall_detectable_ignores_silent_and_dim(truth):
 
     S = truth.S.copy()
     S[0] = 0                                   # neuron 0 never fires
-    snr = truth.snr.copy()
+    snr = np.full(20, 10.0, np.float32)
     snr[1] = 0.5                               # neuron 1 is too dim
     t2 = dataclasses.replace(truth, S=S, snr=snr)
     keep = np.arange(2, 20)
+    assert ((S[keep] > 0).sum(1) >= 1).all()
     r = score(truth.A.toarray()[:, keep], (H, W), t2)
     assert r["recall"] == pytest.approx(18 / 20)
     assert r["n_detectable"] == 18 and r["recall_detectable"] == 1.0
+    r = score(truth.A.toarray()[:, keep[:9]], (H, W), t2)
+    assert r["recall_detectable"] == pytest.approx(0.5)
