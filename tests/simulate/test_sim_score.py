@@ -106,7 +106,8 @@ def test_recall_detectable_ignores_silent_and_dim(truth):
     import dataclasses
 
     S = truth.S.copy()
-    S[0] = 0                                   # neuron 0 never fires
+    S[:, 5] += 1.0                             # every neuron fires ...
+    S[0] = 0                                   # ... except neuron 0
     snr = np.full(20, 10.0, np.float32)
     snr[1] = 0.5                               # neuron 1 is too dim
     t2 = dataclasses.replace(truth, S=S, snr=snr)
