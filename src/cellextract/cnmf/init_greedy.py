@@ -1,0 +1,292 @@
+"""Greedy ROI initialisation of CNMF (two-photon data), followed by HALS refinement.
+
+Designed after Pnevmatikakis et al., Neuron 2016 ("Initialization"):
+
+1. Optionally average ``tsub`` frames / ``ssub x ssub`` pixels; optionally divide every
+   pixel by its median over time (``normalize_init``; undone on ``A`` and ``b`` at the end).
+2. Remove each pixel's median (baseline) and filter every frame with a Gaussian of width
+   ``gSig``. The "energy" of a pixel is the sum over time of its squared filtered value,
+   or, with ``rolling_sum``, the largest sum over a window of ``rolling_length`` frames
+   (favours sparsely firing neurons).
+3. ``K`` times: take the pixel of largest energy; in a box around it fit a rank-1
+   non-negative factorisation ``a c`` of the (unfiltered, baseline-removed) data with
+   ``nIter`` alternating updates, subtract it from the data, and update the filtered data
+   and the energy locally.
+4. Refine all components together with a non-negative background of rank ``nb`` by
+   HALS (hierarchical alternating least squares): footprints restricted to a dilation of
+   their box, background unrestricted.
+
+All arrays are pixel-major internally, ``(h, w, T)``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.ndimage as ndi
+
+from cellextract.cnmf.filters import as_pair, filter_image, gaussian_kernel, odd_size, spatial_filter
+from cellextract.cnmf.init_corr_pnr import (_resize_image, downsample_movie, to_init_result,
+                                            upsample_footprints, upsample_traces)
+from cellextract.cnmf.initresult import InitResult
+from cellextract.cnmf.summary import local_correlation
+from cellextract.errors import ParameterError
+from cellextract.log import get_logger
+
+__all__ = ["init_greedy_roi", "hals", "pixel_median"]
+
+log = get_logger(__name__)
+
+
+def pixel_median(Yp: np.ndarray) -> np.ndarray:
+    """Median over time of pixel-major data ``(h, w, T)`` -> ``(h, w)`` float32."""
+    X = np.array(Yp.reshape(-1, Yp.shape[-1]), dtype=np.float32, order="C")
+    k = X.shape[1] // 2
+    X.partition(k, axis=1)
+    return X[:, k].reshape(Yp.shape[:2])
+
+
+def _energy(Fp: np.ndarray, rolling_sum: bool, L: int) -> np.ndarray:
+    """Per-pixel energy of filtered pixel-major data (h, w, T)."""
+    if not rolling_sum or L >= Fp.shape[2]:
+        return np.einsum("ijt,ijt->ij", Fp, Fp)
+    E = np.zeros(Fp.shape[:2] + (Fp.shape[2] + 1,), np.float64)
+    np.cumsum(Fp.astype(np.float64) ** 2, axis=2, out=E[:, :, 1:])
+    return (E[:, :, L:] - E[:, :, :-L]).max(axis=2)
+
+
+def global_background(Rp: np.ndarray, nb: int, *, block: int = 8):
+    """Fluctuating global background of baseline-removed pixel-major data.
+
+    The temporal components are the top ``nb`` right singular vectors of the data averaged
+    in ``block x block`` pixel blocks (which blurs out neurons); each pixel's weights are
+    least-squares coefficients on them.
+
+    Parameters
+    ----------
+    Rp : ndarray, shape (h, w, T)
+    nb : int
+
+    Returns
+    -------
+    B : ndarray, shape (h, w, nb); F : ndarray, shape (nb, T)
+        ``Rp ~ B @ F`` (any sign), ``F`` rows with unit norm.
+    """
+    h, w, T = Rp.shape
+    if nb <= 0:
+        return np.zeros((h, w, 0), np.float32), np.zeros((0, T), np.float32)
+    bh, bw = max(1, min(block, h // 2)), max(1, min(block, w // 2))
+    Z = Rp[:h // bh * bh, :w // bw * bw].reshape(h // bh, bh, w // bw, bw, T).mean(axis=(1, 3))
+    Z = Z.reshape(-1, T).astype(np.float64)
+    _, _, vt = np.linalg.svd(Z, full_matrices=False)
+    F = vt[:nb].astype(np.float32)
+    B = (Rp.reshape(-1, T) @ F.T).reshape(h, w, -1)
+    return B.astype(np.float32), F
+
+
+def _rank1_nmf(X: np.ndarray, c0: np.ndarray, n_iter: int):
+    """Rank-1 NMF X (n, T) ~ a c with a, c >= 0, starting from trace c0."""
+    c = np.maximum(c0, 0).astype(np.float32)
+    if not c.any():
+        c = np.maximum(X.mean(axis=0), 0)
+    a = np.zeros(X.shape[0], np.float32)
+    for _ in range(max(1, n_iter)):
+        cc = float(c @ c)
+        if cc <= 0:
+            break
+        a = np.maximum(X @ c / cc, 0)
+        aa = float(a @ a)
+        if aa <= 0:
+            break
+        c = np.maximum(a @ X / aa, 0)
+    return a, c
+
+
+def hals(Y: np.ndarray, A: np.ndarray, C: np.ndarray, b: np.ndarray, f: np.ndarray, *,
+         masks: np.ndarray | None = None, n_iter: int = 5, n_fixed_f: int = 0):
+    """Non-negative HALS refinement of ``Y ~ A C + b f``.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (P, T), float32
+        Data (pixels x frames).
+    A : ndarray, shape (P, K)
+        Footprints (>= 0).
+    C : ndarray, shape (K, T)
+        Traces (>= 0).
+    b : ndarray, shape (P, nb); f : ndarray, shape (nb, T)
+        Background (>= 0).
+    masks : ndarray of bool, shape (P, K), optional
+        Allowed support of each footprint.
+    n_iter : int
+        Alternations (each one sweep over all traces, then over all footprints).
+    n_fixed_f : int
+        The first ``n_fixed_f`` background traces are kept fixed (e.g. a constant).
+
+    Returns
+    -------
+    A, C, b, f : updated copies (float32).
+    """
+    K = A.shape[1]
+    W = np.concatenate([A, b], axis=1).astype(np.float32)
+    H = np.concatenate([C, f], axis=0).astype(np.float32)
+    M = None if masks is None else np.concatenate([masks, np.ones((A.shape[0], b.shape[1]), bool)], axis=1)
+    for _ in range(n_iter):
+        # traces
+        WtY = W.T @ Y
+        WtW = W.T @ W
+        for k in range(W.shape[1]):
+            if WtW[k, k] > 0 and not K <= k < K + n_fixed_f:
+                H[k] = np.maximum(H[k] + (WtY[k] - WtW[k] @ H) / WtW[k, k], 0)
+        # footprints
+        YHt = Y @ H.T
+        HHt = H @ H.T
+        for k in range(W.shape[1]):
+            if HHt[k, k] > 0:
+                w = np.maximum(W[:, k] + (YHt[:, k] - W @ HHt[:, k]) / HHt[k, k], 0)
+                W[:, k] = w if M is None else w * M[:, k]
+    return W[:, :K], H[:K], W[:, K:], H[K:]
+
+
+def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
+                    rolling_sum: bool = True, rolling_length: int = 100,
+                    normalize_init: bool = True, tsub: int = 1, ssub: int = 1, nb: int = 1,
+                    hals_iter: int = 5, seed_mask: np.ndarray | None = None) -> InitResult:
+    """Greedy ROI initialisation (CNMF) with HALS refinement.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (T, h, w)
+        Movie (or patch), raw intensity units.
+    K : int
+        Number of components (required).
+    gSig : float or pair
+        Gaussian width of a neuron, pixels (full resolution).
+    gSiz : int or pair, optional
+        Box / kernel size (full width); default ``2 * gSig + 1``. Boxes have half-width
+        ``max(gSiz // 2, ceil(1.5 * gSig))``.
+    nIter : int
+        Rank-1 NMF iterations per component.
+    rolling_sum, rolling_length : bool, int
+        Energy = max over windows of ``rolling_length`` frames (at the downsampled rate)
+        of the summed squared filtered data; else the sum over all frames.
+    normalize_init : bool
+        Divide every pixel by its temporal median first (undone on A and b).
+    tsub, ssub : int
+        Temporal / spatial downsampling for the initialisation.
+    nb : int
+        Number of fluctuating background terms used during HALS refinement, besides a
+        constant one; returned ``b`` / ``f`` have ``nb + 1`` columns / rows, the first
+        being the constant term (``f[0] == 1``).
+    hals_iter : int
+        HALS refinement iterations (0 = none).
+    seed_mask : ndarray of bool, shape (h, w), optional
+        Component centres only where True.
+
+    Returns
+    -------
+    InitResult
+        ``A`` unit-norm columns, ``C`` (K, T) raw scale, ``b`` (h*w, nb+1), ``f`` (nb+1, T)
+        with ``A @ C + b @ f`` approximating ``Y`` (in pixel-major Fortran order),
+        ``cn`` the local correlation image, ``pnr`` zeros, ``b0`` the pixel medians.
+    """
+    t_start = time.perf_counter()
+    if K is None or int(K) <= 0:
+        raise ParameterError("greedy_roi initialisation needs a positive K (components per patch); "
+                             "K = auto is only supported by method_init 'corr_pnr'")
+    K = int(K)
+    Y = np.asarray(Y)
+    if Y.ndim != 3:
+        raise ParameterError(f"init_greedy_roi expects a (T, h, w) movie, got shape {Y.shape}")
+    tsub, ssub = max(1, int(tsub)), max(1, int(ssub))
+    T, h, w = Y.shape
+    gs = tuple(s / ssub for s in as_pair(gSig, "gSig"))
+    gz = odd_size(gSiz if gSiz is not None else tuple(2 * s + 1 for s in as_pair(gSig)), None)
+    R = int(max(max(gz) / ssub // 2, np.ceil(1.5 * max(gs))))
+    kernel = gaussian_kernel(gs, odd_size(tuple(max(3.0, z / ssub) for z in gz)))
+    kr = kernel.shape[0] // 2, kernel.shape[1] // 2
+
+    Yd = downsample_movie(Y, tsub, ssub)
+    Td, hd, wd = Yd.shape
+    cn = local_correlation(Yd)
+    Yp = np.ascontiguousarray(Yd.transpose(1, 2, 0))
+    del Yd
+    scale = np.ones((hd, wd), np.float32)
+    if normalize_init:
+        med = pixel_median(Yp)
+        pos = med[med > 0]
+        scale = np.where(med > 0, med, pos.mean() if pos.size else 1.0).astype(np.float32)
+        Yp /= scale[:, :, None]
+    b0 = pixel_median(Yp)
+    Rp = Yp - b0[:, :, None]  # working residual (baseline removed)
+    Bg, Fg = global_background(Rp, nb, block=max(2 * R + 1, 8))
+    if nb > 0:  # greedy search on background-free data
+        Rp -= (Bg.reshape(-1, nb) @ Fg).reshape(Rp.shape)
+    Fp = np.ascontiguousarray(spatial_filter(Rp.transpose(2, 0, 1), kernel).transpose(1, 2, 0))
+    L = max(1, int(rolling_length) // tsub)
+    rho = _energy(Fp, rolling_sum, L)
+    allowed = np.ones((hd, wd), bool)
+    if seed_mask is not None:
+        allowed = downsample_movie(np.asarray(seed_mask, np.float32)[None], 1, ssub)[0] > 0
+
+    imgs, traces, boxes = [], [], []
+    for _ in range(K):
+        cand = np.where(allowed, rho, -np.inf)
+        r, c = np.unravel_index(int(np.argmax(cand)), cand.shape)
+        if not np.isfinite(cand[r, c]):
+            break
+        box = (slice(max(r - R, 0), min(r + R + 1, hd)), slice(max(c - R, 0), min(c + R + 1, wd)))
+        bh, bw = box[0].stop - box[0].start, box[1].stop - box[1].start
+        X = Rp[box].reshape(bh * bw, Td)
+        a, tr = _rank1_nmf(X, Fp[r, c], nIter)
+        img = np.zeros((hd, wd), np.float32)
+        img[box] = a.reshape(bh, bw)
+        allowed[r, c] = False
+        if not a.any() or not tr.any():
+            continue
+        Rp[box] -= img[box][:, :, None] * tr[None, None, :]
+        # local update of the filtered data and of the energy
+        reg = (slice(max(box[0].start - kr[0], 0), min(box[0].stop + kr[0], hd)),
+               slice(max(box[1].start - kr[1], 0), min(box[1].stop + kr[1], wd)))
+        af = filter_image(img, kernel)[reg]
+        Fp[reg] -= af[:, :, None] * tr[None, None, :]
+        rho[reg] = _energy(Fp[reg], rolling_sum, L)
+        imgs.append(img)
+        traces.append(tr)
+        boxes.append(box)
+
+    extra = {"seconds_greedy": time.perf_counter() - t_start}
+    nK = len(imgs)
+    Ad = np.stack([im.ravel() for im in imgs], axis=1) if nK else np.zeros((hd * wd, 0), np.float32)
+    Cd = np.stack(traces) if nK else np.zeros((0, Td), np.float32)
+    Yflat = Yp.reshape(hd * wd, Td)
+    # background: a constant term (fixed trace of ones) plus nb non-negative fluctuating
+    # terms started from the global background (shifted to be non-negative)
+    Fs = Fg * np.sign(Bg.reshape(-1, nb).sum(axis=0) + 1e-30)[:, None] if nb else Fg
+    Fs = Fs - Fs.min(axis=1, keepdims=True)
+    fd = np.vstack([np.ones((1, Td), np.float32), Fs]).astype(np.float32)
+    res = Yflat - Ad @ Cd
+    bd = np.maximum(res @ fd.T @ np.linalg.pinv(fd @ fd.T), 0).astype(np.float32)
+    if hals_iter > 0:
+        masks = np.zeros((hd * wd, nK), bool)
+        grow = np.ones((2 * kr[0] + 1, 2 * kr[1] + 1), bool)
+        for k, box in enumerate(boxes):
+            m = np.zeros((hd, wd), bool)
+            m[box] = True
+            masks[:, k] = ndi.binary_dilation(m, structure=grow).ravel()
+        Ad, Cd, bd, fd = hals(Yflat, Ad, Cd, bd, fd, masks=masks, n_iter=hals_iter, n_fixed_f=1)
+    del Yp, Rp, Fp
+    # undo normalisation, back to full resolution
+    sflat = scale.ravel()[:, None]
+    imgs_up = upsample_footprints((Ad * sflat).T.reshape(-1, hd, wd), (h, w), ssub)
+    C_up = upsample_traces(Cd, T, tsub)
+    b_img = upsample_footprints((bd * sflat).T.reshape(-1, hd, wd), (h, w), ssub)
+    b_full = b_img.transpose(0, 2, 1).reshape(b_img.shape[0], h * w).T.astype(np.float32)
+    f_full = upsample_traces(fd, T, tsub)
+    b0_img = upsample_footprints((b0 * scale)[None], (h, w), ssub)[0]
+    cn_full = _resize_image(cn, (h, w)) if ssub > 1 else cn
+    extra["seconds"] = time.perf_counter() - t_start
+    log.info("greedy_roi init: %d components in %.2f s on %dx%dx%d", nK, extra["seconds"], T, h, w)
+    return to_init_result(imgs_up, C_up, (h, w), cn=cn_full, pnr=np.zeros((h, w), np.float32),
+                          b=b_full, f=f_full, b0=b0_img.ravel(order="F"), extra=extra)

@@ -1,0 +1,109 @@
+"""greedy_roi (CNMF) initialisation on a small synthetic two-photon movie."""
+
+import numpy as np
+import pytest
+
+from cellextract.cnmf.init_greedy import global_background, hals, init_greedy_roi
+from cellextract.errors import ParameterError
+
+
+def make_2p_movie(T=600, dims=(48, 48), n=5, seed=0, radius=4.0, noise=1.0, amp=4.0, rate=0.03,
+                  min_dist=10, baseline=10.0):
+    """Disc-like somata with AR(1) calcium and resting fluorescence on a textured,
+    globally fluctuating neuropil baseline."""
+    rng = np.random.default_rng(seed)
+    h, w = dims
+    rr, cc = np.mgrid[:h, :w]
+    centers = []
+    while len(centers) < n:
+        p = rng.uniform(6, [h - 6, w - 6])
+        if all(np.hypot(*(p - q)) >= min_dist for q in centers):
+            centers.append(p)
+    centers = np.array(centers)
+    A = np.stack([1 / (1 + np.exp((np.hypot(rr - r, cc - c) - radius) / 0.7)) for r, c in centers])
+    S = (rng.random((n, T)) < rate) * rng.uniform(0.5, 1.5, (n, T))
+    g = np.exp(-1 / 10.0)
+    C = np.zeros((n, T))
+    for t in range(T):
+        C[:, t] = (C[:, t - 1] * g if t else 0) + S[:, t]
+    C *= amp
+    b = baseline * (0.7 + 0.3 * rng.random((h, w)))
+    f = 1 + 0.1 * np.sin(np.arange(T) / 50.0)
+    Y = b[None] * f[:, None, None] + np.einsum("kt,khw->thw", C, A) + 2 * A.sum(0)[None]
+    Y += rng.normal(0, noise, Y.shape)
+    return Y.astype(np.float32), A, C, centers
+
+
+@pytest.fixture(scope="module")
+def movie():
+    return make_2p_movie()
+
+
+def _check(res, Y, A, C, centers, *, trace_min=0.95, fp_min=0.95):
+    T, h, w = Y.shape
+    assert res.A.shape == (h * w, len(centers)) and res.C.shape == (len(centers), T)
+    d = np.hypot(*(res.centers[:, None, :] - centers[None]).transpose(2, 0, 1))
+    j = d.argmin(axis=1)
+    assert sorted(j) == list(range(len(centers)))  # every neuron exactly once
+    assert (d.min(axis=1) < 2).all()
+    for i in range(res.K):
+        assert np.corrcoef(res.C[i], C[j[i]])[0, 1] > trace_min
+        assert np.corrcoef(res.footprints_2d()[i].ravel(), A[j[i]].ravel())[0, 1] > fp_min
+
+
+def test_finds_K_neurons(movie):
+    Y, A, C, centers = movie
+    res = init_greedy_roi(Y, K=5, gSig=4)
+    _check(res, Y, A, C, centers)
+    norms = np.sqrt(np.asarray(res.A.multiply(res.A).sum(axis=0))).ravel()
+    np.testing.assert_allclose(norms, 1, atol=1e-5)
+    assert (res.C >= 0).all() and res.A.min() >= 0
+    # the model (neurons + background) explains the data down to the noise level
+    Yr = Y.transpose(0, 2, 1).reshape(Y.shape[0], -1).T
+    resid = Yr - res.A @ res.C - res.b @ res.f
+    assert res.b.shape[1] == res.f.shape[0] == 2 and np.allclose(res.f[0], 1)
+    assert abs(resid.std() - 1.0) < 0.1
+    assert res.cn.shape == Y.shape[1:]
+
+
+@pytest.mark.parametrize("kw", [dict(tsub=2), dict(ssub=2), dict(normalize_init=False),
+                                dict(rolling_sum=False)])
+def test_options(movie, kw):
+    Y, A, C, centers = movie
+    _check(init_greedy_roi(Y, K=5, gSig=4, **kw), Y, A, C, centers, trace_min=0.93)
+
+
+def test_fewer_K_takes_strongest(movie):
+    Y, A, C, centers = movie
+    res = init_greedy_roi(Y, K=2, gSig=4)
+    assert res.K == 2
+    d = np.hypot(*(res.centers[:, None, :] - centers[None]).transpose(2, 0, 1))
+    assert (d.min(axis=1) < 2).all() and len(set(d.argmin(axis=1))) == 2
+
+
+def test_K_required():
+    with pytest.raises(ParameterError, match="K"):
+        init_greedy_roi(np.zeros((10, 8, 8), np.float32), K=None, gSig=2)
+
+
+def test_hals_reduces_error():
+    rng = np.random.default_rng(1)
+    A = rng.random((50, 3)) * (rng.random((50, 3)) < 0.3)
+    C = rng.random((3, 200))
+    b, f = rng.random((50, 1)), np.ones((1, 200))
+    Y = (A @ C + b @ f + 0.01 * rng.normal(size=(50, 200))).astype(np.float32)
+    A0 = np.maximum(A + 0.1 * rng.normal(size=A.shape), 0) * (A > 0)
+    C0 = np.maximum(C + 0.3 * rng.normal(size=C.shape), 0)
+    A1, C1, b1, f1 = hals(Y, A0, C0, b * 0.5, f, masks=A > 0, n_iter=30, n_fixed_f=1)
+    e0 = np.linalg.norm(Y - A0 @ C0 - 0.5 * b @ f)
+    e1 = np.linalg.norm(Y - A1 @ C1 - b1 @ f1)
+    assert e1 < 0.2 * e0 and (A1[A == 0] == 0).all() and np.allclose(f1, 1)
+
+
+def test_global_background_recovers_rank1():
+    rng = np.random.default_rng(2)
+    B = rng.random((20, 30, 1))
+    F = np.sin(np.arange(300) / 20.0)[None]
+    Rp = (B.reshape(-1, 1) @ F).reshape(20, 30, 300).astype(np.float32)
+    Bh, Fh = global_background(Rp, 1, block=5)
+    np.testing.assert_allclose((Bh.reshape(-1, 1) @ Fh).reshape(Rp.shape), Rp, atol=1e-4)
