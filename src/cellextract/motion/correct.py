@@ -1,0 +1,123 @@
+"""Correct batches of frames against a fixed template (the per-process engine of ``run``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from cellextract.motion.apply import apply_rigid
+from cellextract.motion.filters import highpass
+from cellextract.motion.params import MotionParams
+from cellextract.motion.piecewise import (apply_piecewise, patch_grid, patch_shifts,
+                                          template_patch_spectra)
+from cellextract.motion.register import image_spectra, register_spectra
+
+UPSAMPLE = 10  # sub-pixel grid factor of the upsampled DFT (before parabolic refinement)
+
+
+@dataclass
+class BatchResult:
+    """Output of :meth:`Corrector.correct` for ``n`` frames.
+
+    Attributes
+    ----------
+    frames : np.ndarray
+        ``(n, H, W)`` float32 corrected frames.
+    shifts : np.ndarray
+        ``(n, 2)`` rigid shifts (pixels).
+    pw_shifts : np.ndarray or None
+        ``(n, gy, gx, 2)`` patch shifts when piecewise-rigid.
+    corr_before, corr_after : np.ndarray
+        ``(n,)`` Pearson correlation of each frame's interior with the template.
+    """
+
+    frames: np.ndarray
+    shifts: np.ndarray
+    pw_shifts: np.ndarray | None
+    corr_before: np.ndarray
+    corr_after: np.ndarray
+
+
+class Corrector:
+    """Registration state for one template.
+
+    Parameters
+    ----------
+    template : np.ndarray
+        ``(H, W)`` unfiltered template.
+    params : MotionParams
+        Validated parameters.
+    """
+
+    def __init__(self, template: np.ndarray, params: MotionParams):
+        self.p = params
+        self.template = np.asarray(template, dtype=np.float32)
+        self.dims = self.template.shape
+        H, W = self.dims
+        g = params.gSig_filt
+        reg_t = highpass(self.template, g) if g is not None else self.template
+        self.spec = image_spectra(reg_t)
+        ms = np.minimum(np.asarray(params.max_shifts, dtype=np.float64), [H // 2 - 1, W // 2 - 1])
+        self.max_shifts = ms
+        self.grid = None
+        if params.pw_rigid and params.motion_correct:
+            self.grid = patch_grid(self.dims, strides=params.strides, overlaps=params.overlaps)
+            self.patch_spec = template_patch_spectra(self.template, self.grid, gSig_filt=g)
+        margin = int(ms.max()) + 3 + (params.max_deviation_rigid if self.grid is not None else 0)
+        margin = min(margin, max(0, (min(H, W) - 4) // 2))
+        self._crop = (slice(margin, H - margin), slice(margin, W - margin))
+        t = self.template[self._crop].astype(np.float64).ravel()
+        t -= t.mean()
+        nt = np.linalg.norm(t)
+        self._t = (t / nt if nt > 0 else t).astype(np.float32)
+
+    def correlation(self, frames: np.ndarray) -> np.ndarray:
+        """``(n,)`` Pearson correlation of each frame's interior with the template."""
+        x = frames[:, self._crop[0], self._crop[1]].reshape(frames.shape[0], -1)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            fill = np.nanmean(np.where(bad, np.nan, x), axis=1, keepdims=True) if not bad.all() else 0.0
+            x = np.where(bad, np.nan_to_num(fill), x)
+        x = x.astype(np.float64)
+        xc = x - x.mean(axis=1, keepdims=True)
+        nx = np.linalg.norm(xc, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = (xc @ self._t.astype(np.float64)) / nx
+        allbad = bad.all(axis=1)
+        c[allbad] = np.nan
+        return c.astype(np.float32)
+
+    def correct(self, frames: np.ndarray) -> BatchResult:
+        """Register and warp a batch ``(n, H, W)`` of raw frames."""
+        a = np.asarray(frames, dtype=np.float32)
+        n = a.shape[0]
+        corr_b = self.correlation(a)
+        empty = ~np.isfinite(a).reshape(n, -1).any(axis=1)
+        if not self.p.motion_correct:
+            return BatchResult(a, np.zeros((n, 2), np.float32), None, corr_b, corr_b.copy())
+        g = self.p.gSig_filt
+        reg = highpass(a, g) if g is not None else a
+        spec = image_spectra(reg)
+        ms = self.max_shifts
+        shifts = register_spectra(spec, self.spec, self.dims, lo=-ms, hi=ms, upsample=UPSAMPLE)
+        shifts[empty] = 0.0
+        pw = None
+        if self.grid is None:
+            out = apply_rigid(a, shifts, border_nan=self.p.border_nan)
+        else:
+            pw = patch_shifts(reg, self.patch_spec, self.grid, shifts,
+                              max_deviation_rigid=self.p.max_deviation_rigid, upsample=UPSAMPLE)
+            pw[empty] = 0.0
+            out = apply_piecewise(a, pw, self.grid, border_nan=self.p.border_nan)
+        return BatchResult(out, shifts, pw, corr_b, self.correlation(out))
+
+
+def to_columns(frames: np.ndarray, block: np.ndarray, j0: int) -> None:
+    """Write frames ``(n, H, W)`` into columns ``j0:j0+n`` of ``block (H*W, m)`` (Fortran pixel order)."""
+    n, H, W = frames.shape
+    t = np.empty((n, W, H), np.float32)
+    for i in range(n):
+        cv2.transpose(frames[i], dst=t[i])
+    block[:, j0:j0 + n] = t.reshape(n, H * W).T
