@@ -118,3 +118,41 @@ def test_init_images(tmp_path):
     p = plot_init_images(tmp_path / "i.png", pnr=rng.gamma(2, 2, (25, 35)),
                          corr=rng.uniform(0, 1, (25, 35)))
     assert_png(p, min_w=900)
+
+
+def overlaps(boxes):
+    return [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+
+
+def test_cell_labels_and_trace_names_do_not_overlap(make_estimates):
+    from cellextract.previews._style import plt
+    from cellextract.previews.cells import cells_figure
+
+    import scipy.sparse as sp
+
+    # 20 cells packed 4-5 pixels apart in a 150 x 150 image: labels collide unless moved
+    H = W = 150
+    est = make_estimates(K=20, T=100, dims=(H, W), seed=4)
+    est.idx_components = np.arange(20)
+    yy, xx = np.mgrid[0:H, 0:W]
+    cols = []
+    for k in range(20):
+        img = np.exp(-((yy - 60 - 4 * (k // 4)) ** 2 + (xx - 60 - 5 * (k % 4)) ** 2) / 2.0)
+        img[img < 0.05] = 0
+        v = img.ravel(order="F")
+        cols.append(v / np.linalg.norm(v))
+    est.A = sp.csc_matrix(np.array(cols).T)
+    fig = cells_figure(est, kind="raw", fr=10.0)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    ax_fp, ax_tr = fig.axes[:2]
+    labels = [t for t in ax_fp.texts if t.get_text().startswith("C")]
+    assert len(labels) == 20
+    assert overlaps([t.get_window_extent(r) for t in labels]) == []
+    ticks = [t.get_window_extent(r) for t in ax_tr.get_yticklabels()]
+    assert len(ticks) == 20 and overlaps(ticks) == []
+    # titles of the two panels do not overlap each other or the figure title
+    heads = [ax_fp.title.get_window_extent(r), ax_tr.title.get_window_extent(r),
+             fig._suptitle.get_window_extent(r)]
+    assert overlaps(heads) == []
+    plt.close(fig)

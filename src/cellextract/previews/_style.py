@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 
 from cellextract.export._atomic import commit, remove_quietly, temp_path  # noqa: E402
 
-__all__ = ["plural", "plt", "save_figure", "message_figure", "zscore", "decimate", "mark_boundaries",
+__all__ = ["plural", "plt", "save_figure", "message_figure", "build_message_figure", "zscore", "decimate", "mark_boundaries",
            "cell_colors", "DPI"]
 
 DPI = 110
@@ -41,7 +41,13 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
 
 def message_figure(path: str | os.PathLike, *, title: str, message: str,
                    background: np.ndarray | None = None) -> Path:
-    """A figure that states ``message`` (e.g. "No cells"), over ``background`` if given."""
+    """Save a figure that states ``message`` (e.g. "No cells"), over ``background`` if given."""
+    return save_figure(build_message_figure(title=title, message=message,
+                                            background=background), path)
+
+
+def build_message_figure(*, title: str, message: str, background: np.ndarray | None = None):
+    """The figure of :func:`message_figure` (not saved)."""
     if background is None:
         fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
         ax.axis("off")
@@ -54,7 +60,7 @@ def message_figure(path: str | os.PathLike, *, title: str, message: str,
             color="black", bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.5",
                                  "boxstyle": "round,pad=0.6"})
     fig.suptitle(title, fontsize=13)
-    return save_figure(fig, path)
+    return fig
 
 
 def zscore(x: np.ndarray) -> np.ndarray:

@@ -15,11 +15,12 @@ from matplotlib import patheffects
 
 from cellextract.cnmf.estimates import Estimates
 from cellextract.export.isxd import cell_names
-from cellextract.previews._style import (cell_colors, decimate, mark_boundaries,
-                                         message_figure, plt, plural, save_figure,
+from cellextract.previews._style import (build_message_figure, cell_colors, decimate,
+                                         mark_boundaries, plt, plural, save_figure,
                                          zscore)
 
-__all__ = ["accepted_indices", "select_highlighted", "contour_level", "plot_cells"]
+__all__ = ["accepted_indices", "select_highlighted", "contour_level", "cells_figure",
+           "plot_cells"]
 
 
 def accepted_indices(est: Estimates) -> np.ndarray:
@@ -120,7 +121,7 @@ def _footprint_panel(ax, est, highlight, others, colors, names):
     return labels
 
 
-def _declutter(fig, ax, texts, *, tries: int = 6) -> None:
+def _declutter(fig, ax, texts, *, tries: int = 16) -> None:
     """Shift labels that overlap earlier ones by whole label heights (up, down, ...)."""
     if len(texts) < 2:
         return
@@ -176,12 +177,23 @@ def plot_cells(path: str | os.PathLike, est: Estimates, *, kind: str = "raw", fr
                frames: tuple[int, int] | None = None, boundaries: list[float] = (),
                invalid: np.ndarray | None = None, title: str | None = None,
                n_highlight: int = 20) -> Path:
-    """Save the footprints-and-traces preview of one cell set.
+    """Save the footprints-and-traces preview of one cell set as PNG ``path``.
+
+    Parameters are those of :func:`cells_figure`. Returns the PNG path.
+    """
+    fig = cells_figure(est, kind=kind, fr=fr, frames=frames, boundaries=boundaries,
+                       invalid=invalid, title=title, n_highlight=n_highlight)
+    return save_figure(fig, path)
+
+
+def cells_figure(est: Estimates, *, kind: str = "raw", fr: float,
+                 frames: tuple[int, int] | None = None, boundaries: list[float] = (),
+                 invalid: np.ndarray | None = None, title: str | None = None,
+                 n_highlight: int = 20):
+    """Build the footprints-and-traces figure of one cell set.
 
     Parameters
     ----------
-    path : str or PathLike
-        Output PNG.
     est : Estimates
         Evaluated model; ``C`` and ``YrA`` of shape (K, T), ``A`` (H*W, K).
     kind : {'raw', 'denoised'}
@@ -201,8 +213,8 @@ def plot_cells(path: str | os.PathLike, est: Estimates, *, kind: str = "raw", fr
 
     Returns
     -------
-    Path
-        The PNG written.
+    matplotlib.figure.Figure
+        Two panels (footprints, traces), or a message figure when there is no accepted cell.
     """
     if kind not in ("raw", "denoised"):
         raise ValueError(f"kind must be 'raw' or 'denoised', got {kind!r}")
@@ -210,7 +222,7 @@ def plot_cells(path: str | os.PathLike, est: Estimates, *, kind: str = "raw", fr
     acc = accepted_indices(est)
     if acc.size == 0:
         msg = "No cells found" if est.n_components == 0 else "No accepted cells"
-        return message_figure(path, title=title, message=msg, background=est.Cn)
+        return build_message_figure(title=title, message=msg, background=est.Cn)
     highlight = select_highlighted(est, n=n_highlight)
     others = np.setdiff1d(acc, highlight)
     colors = cell_colors(len(highlight))
@@ -232,4 +244,4 @@ def plot_cells(path: str | os.PathLike, est: Estimates, *, kind: str = "raw", fr
     fig.suptitle(f"{title}: {acc.size} accepted of {plural(est.n_components, 'cell')}",
                  fontsize=13)
     _declutter(fig, ax0, labels)
-    return save_figure(fig, path)
+    return fig
