@@ -126,3 +126,19 @@ def test_zero_components_and_no_temp_left(tmp_path, make_estimates):
     back, _, _ = load_estimates(path)
     assert back.n_components == 0 and back.C.shape == (0, 10)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["z.hdf5"]
+
+
+def test_reader_ignores_unknown_keys_and_keeps_extra(tmp_path, make_estimates):
+    est = make_estimates(K=3, T=20)
+    est.extra = {"merged_pairs": np.array([[0, 1]]), "note": "refit"}
+    path = tmp_path / "x.hdf5"
+    save_estimates(path, est, params=PARAMS, mmap_file="m.mmap")
+    with h5py.File(path, "r+") as f:  # what a CaImAn-written file may also hold
+        f["estimates"].attrs["some_string"] = "abc"
+        f["estimates/discarded_components/C"] = np.zeros((1, 20))
+        f["estimates/optional_outputs"] = "NoneType"
+        f["remove_very_bad_comps"] = False
+    back, params, extra = load_estimates(path)
+    assert back.n_components == 3 and params["workflow"]["event_threshold"] == 0.0
+    np.testing.assert_array_equal(back.extra["merged_pairs"], [[0, 1]])
+    assert back.extra["note"] == "refit"
