@@ -3,8 +3,8 @@
 Convention: a shift ``(s_y, s_x)`` maps a raw frame ``f`` to
 ``registered(y, x) = f(y - s_y, x - s_x)`` (positive = content moves down/right).
 
-Pixels whose source lies outside the raw frame are filled according to ``border_nan``
-(CaImAn's meanings):
+Frames are warped with edge replication; pixels whose source lies outside the raw frame
+(by more than 0.01 px) are then filled according to ``border_nan`` (CaImAn's meanings):
 
 - ``True``: NaN;
 - ``False``: 0;
@@ -31,14 +31,15 @@ def check_border_nan(border_nan):
     raise ParameterError(f"motion.border_nan: got {border_nan!r}, allowed True, False, 'copy', 'min'")
 
 
-def _border(frame: np.ndarray, border_nan) -> tuple[int, float]:
+def _fill_value(frame: np.ndarray, border_nan) -> float | None:
+    """Constant for pixels without source, or None to keep the edge replication ('copy')."""
     if border_nan == "copy":
-        return cv2.BORDER_REPLICATE, 0.0
+        return None
     if border_nan is True:
-        return cv2.BORDER_CONSTANT, float("nan")
+        return float("nan")
     if border_nan == "min":
-        return cv2.BORDER_CONSTANT, float(np.nanmin(frame))
-    return cv2.BORDER_CONSTANT, 0.0
+        return float(np.nanmin(frame)) if np.isfinite(frame).any() else float("nan")
+    return 0.0
 
 
 def apply_rigid(frames: np.ndarray, shifts: np.ndarray, *, border_nan="copy", out: np.ndarray | None = None) -> np.ndarray:
@@ -70,11 +71,24 @@ def apply_rigid(frames: np.ndarray, shifts: np.ndarray, *, border_nan="copy", ou
     if out is None:
         out = np.empty_like(a)
     for i in range(n):
-        mode, val = _border(a[i], border_nan)
         M = np.array([[1.0, 0.0, s[i, 1]], [0.0, 1.0, s[i, 0]]])
-        cv2.warpAffine(a[i], M, (W, H), dst=out[i], flags=cv2.INTER_CUBIC,
-                       borderMode=mode, borderValue=val)
+        cv2.warpAffine(a[i], M, (W, H), dst=out[i], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        val = _fill_value(a[i], border_nan)
+        if val is not None:  # pixels whose source lies more than 0.01 px outside the frame
+            y0, y1 = _valid_range(s[i, 0], H)
+            x0, x1 = _valid_range(s[i, 1], W)
+            out[i, :y0] = val
+            out[i, y1:] = val
+            out[i, :, :x0] = val
+            out[i, :, x1:] = val
     return out[0] if single else out
+
+
+def _valid_range(shift: float, n: int) -> tuple[int, int]:
+    """Output index range [lo, hi) whose source ``i - shift`` lies inside ``[0, n - 1]`` (0.01 px slack)."""
+    lo = int(np.ceil(shift - 0.01))
+    hi = int(np.floor(n - 1 + shift + 0.01)) + 1
+    return max(0, min(n, lo)), max(0, min(n, hi))
 
 
 def apply_field(frame: np.ndarray, field_y: np.ndarray, field_x: np.ndarray, *, border_nan="copy",
@@ -103,8 +117,12 @@ def apply_field(frame: np.ndarray, field_y: np.ndarray, field_x: np.ndarray, *, 
     gy, gx = _grid(H, W)
     map_x = gx - field_x.astype(np.float32, copy=False)
     map_y = gy - field_y.astype(np.float32, copy=False)
-    mode, val = _border(f, border_nan)
-    return cv2.remap(f, map_x, map_y, cv2.INTER_CUBIC, dst=out, borderMode=mode, borderValue=val)
+    out = cv2.remap(f, map_x, map_y, cv2.INTER_CUBIC, dst=out, borderMode=cv2.BORDER_REPLICATE)
+    val = _fill_value(f, border_nan)
+    if val is not None:
+        outside = (map_x < -0.01) | (map_x > W - 0.99) | (map_y < -0.01) | (map_y > H - 0.99)
+        out[outside] = val
+    return out
 
 
 _GRID_CACHE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
