@@ -92,10 +92,13 @@ def cmd_run(args) -> int:
 def cmd_simulate(args) -> int:
     from cellextract.simulate import write_simulation
 
-    paths = write_simulation(args.out, kind=args.kind, dims=tuple(args.dims), frames=args.frames,
-                             n_neurons=args.neurons, fr=args.fr, motion=args.motion,
-                             max_shift=args.max_shift, seed=args.seed, parts=args.parts,
-                             truth_path=args.truth)
+    kw = dict(kind=args.kind, dims=tuple(args.dims), frames=args.frames,
+              n_neurons=args.neurons, fr=args.fr, motion=args.motion, max_shift=args.max_shift,
+              seed=args.seed)
+    if args.preset:  # the preset fixes kind/size/neurons/rate; motion and seed still apply
+        kw = dict(preset=args.preset, motion=args.motion, max_shift=args.max_shift,
+                  seed=args.seed)
+    paths = write_simulation(args.out, parts=args.parts, truth_path=args.truth, **kw)
     for p in paths:
         print(p)
     return 0
@@ -153,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dims", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
     s.add_argument("--frames", type=int, default=1000)
     s.add_argument("--neurons", type=int, default=40)
-    s.add_argument("--fr", type=float, default=10.0)
+    s.add_argument("--fr", type=float, default=None, help="Hz (default 10 for 1p, 30 for 2p)")
+    s.add_argument("--preset", choices=("bench_1p", "bench_2p"), default=None,
+                   help="benchmark preset (sets kind, size, neurons, rate)")
     s.add_argument("--motion", choices=("none", "rigid", "pw_rigid"), default="none")
     s.add_argument("--max-shift", type=float, default=5.0)
     s.add_argument("--seed", type=int, default=0)
