@@ -45,7 +45,10 @@ def test_read_back(tmp_path, make_estimates):
         nwb = io.read()
         ophys = nwb.processing["ophys"]
         ps = ophys["ImageSegmentation"]["PlaneSegmentation"]
-        masks = np.asarray(ps["image_mask"][:])
+        masks = np.zeros((4, 12, 10))
+        for k in range(4):
+            for x, y, w in ps["pixel_mask"][k]:
+                masks[k, y, x] = w
         np.testing.assert_allclose(masks, est.footprints_2d(), rtol=1e-6)
         assert list(ps["cell_name"][:]) == ["C000", "C001", "C002", "C003"]
         assert list(ps["accepted"][:]) == [True, False, True, False]

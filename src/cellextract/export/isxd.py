@@ -24,6 +24,7 @@ import numpy as np
 from cellextract.cnmf.estimates import Estimates
 from cellextract.errors import InputError, ParameterError
 from cellextract.export._atomic import commit, remove_quietly, temp_path
+from cellextract.export.footprints import FootprintImages
 from cellextract.export.isxd_header import set_extra_properties
 from cellextract.export.isxd_timing import FileTiming, file_timing, sample_offsets_us
 from cellextract.log import get_logger
@@ -78,7 +79,7 @@ def event_frames(S: np.ndarray, *, threshold: np.ndarray | float = 0.0,
     return [np.flatnonzero(row) for row in hit]
 
 
-def write_cellset(path: str | os.PathLike, *, images: np.ndarray, traces: np.ndarray,
+def write_cellset(path: str | os.PathLike, *, images, traces: np.ndarray,
                   names: list[str], statuses: list[str], timing: isx.Timing,
                   spacing: isx.Spacing, extra_properties: dict | None = None) -> None:
     """Write an isxd cell set.
@@ -87,8 +88,8 @@ def write_cellset(path: str | os.PathLike, *, images: np.ndarray, traces: np.nda
     ----------
     path : str or PathLike
         Output file (must not exist).
-    images : ndarray, shape (K, H, W)
-        Footprints in the movie's row/column orientation.
+    images : ndarray, shape (K, H, W), or FootprintImages
+        Footprints in the movie's row/column orientation (indexable by cell).
     traces : ndarray, shape (K, n_frames)
         Traces; NaN at invalid frames.
     names, statuses : list of str
@@ -203,7 +204,7 @@ def _check_files(est: Estimates, files: list[dict]) -> None:
 
 
 def _write_one_file(tmp: dict, est: Estimates, file: dict, ft: FileTiming, *,
-                    images: np.ndarray, names: list[str], statuses: list[str],
+                    images: FootprintImages, names: list[str], statuses: list[str],
                     threshold: np.ndarray) -> int:
     raw, den = _file_traces(est, file, ft.invalid)
     write_cellset(tmp["raw"], images=images, traces=raw, names=names, statuses=statuses,
@@ -245,7 +246,7 @@ def export_isxd(out_dir: str | os.PathLike, est: Estimates, files: list[dict], *
     _check_files(est, files)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images = est.footprints_2d()
+    images = FootprintImages(est.A, est.dims)
     names, statuses = cell_names(est.n_components), cell_statuses(est)
     threshold = _event_threshold(est, event_threshold)
     finals = [{key: out / name for key, name in output_names(k).items()}

@@ -1,7 +1,8 @@
 """Optional NWB export (``cells.nwb``) of the cell extraction results with pynwb.
 
 Contents: a device and imaging plane; ``processing/ophys`` with an ``ImageSegmentation``
-(one ``PlaneSegmentation`` of image masks (H, W) per component, with columns
+(one ``PlaneSegmentation`` with a sparse pixel mask (x = column, y = row, weight) per
+component, with columns
 ``cell_name``, ``accepted``, ``snr``, ``r_value``), a ``Fluorescence`` container with the
 ``RoiResponseSeries`` ``RawTraces`` (``C + YrA``) and ``DenoisedTraces`` (``C``), a
 ``Fluorescence`` container ``Deconvolved`` with ``DeconvolvedActivity`` (``S``), and the
@@ -25,6 +26,7 @@ from pynwb.ophys import (Fluorescence, ImageSegmentation, OpticalChannel, PlaneS
 
 from cellextract.cnmf.estimates import Estimates
 from cellextract.export._atomic import commit, remove_quietly, temp_path
+from cellextract.export.footprints import FootprintImages
 from cellextract.export.isxd import cell_names, cell_statuses
 from cellextract.log import get_logger
 
@@ -61,16 +63,18 @@ _DOC = {"cell_name": "cell name as in the isxd cell sets",
 
 def _plane_segmentation(est: Estimates, plane) -> PlaneSegmentation:
     ps = PlaneSegmentation(name="PlaneSegmentation", imaging_plane=plane,
-                           description="CNMF spatial footprints (unit L2 norm), "
-                                       "image masks in row/column orientation")
+                           description="CNMF spatial footprints (unit L2 norm) as pixel "
+                                       "masks (x = column, y = row, weight)")
     for col, doc in _DOC.items():
         ps.add_column(col, doc)
-    imgs = est.footprints_2d()
+    imgs = FootprintImages(est.A, est.dims)
     names, statuses = cell_names(est.n_components), cell_statuses(est)
     snr = est.SNR_comp if est.SNR_comp is not None else np.full(est.n_components, np.nan)
     rv = est.r_values if est.r_values is not None else np.full(est.n_components, np.nan)
     for k in range(est.n_components):
-        ps.add_roi(image_mask=imgs[k], cell_name=names[k], accepted=statuses[k] == "accepted",
+        rows, cols, w = imgs.support(k)
+        mask = [(int(x), int(y), float(v)) for y, x, v in zip(rows, cols, w)]
+        ps.add_roi(pixel_mask=mask, cell_name=names[k], accepted=statuses[k] == "accepted",
                    snr=float(snr[k]), r_value=float(rv[k]))
     return ps
 

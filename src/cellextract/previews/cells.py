@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib import patheffects
 
 from cellextract.cnmf.estimates import Estimates
+from cellextract.export.footprints import FootprintImages
 from cellextract.export.isxd import cell_names
 from cellextract.previews._style import (build_message_figure, cell_colors, decimate,
                                          mark_boundaries, plt, plural, save_figure,
@@ -87,6 +88,13 @@ def _draw_contour(ax, img, *, color, lw):
     return float(ys.min()), float(ys.max()), float(xs.min()), float(xs.max())
 
 
+def _max_projection(est: Estimates) -> np.ndarray:
+    """Maximum over footprints, (H, W), without a dense (K, H, W) array."""
+    H, W = est.dims
+    A = est.A.tocsr()
+    return np.asarray(A.max(axis=1).toarray()).reshape(W, H).T
+
+
 def _label(ax, box, name, color, dims, outline):
     """Cell name at the top-right corner of its footprint (inside the image near edges)."""
     top, bottom, left, right = box
@@ -98,8 +106,8 @@ def _label(ax, box, name, color, dims, outline):
 
 
 def _footprint_panel(ax, est, highlight, others, colors, names):
-    imgs = est.footprints_2d()
-    bg = est.Cn if est.Cn is not None else imgs.max(axis=0) if len(imgs) else None
+    imgs = FootprintImages(est.A, est.dims)
+    bg = est.Cn if est.Cn is not None else _max_projection(est)
     if bg is not None:
         bg = np.asarray(bg, dtype=np.float64)
         lo, hi = np.nanpercentile(bg, [1, 99.5])
