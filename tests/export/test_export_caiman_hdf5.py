@@ -41,7 +41,8 @@ def facts_sparse(group):
 def saved(tmp_path, make_estimates):
     est = make_estimates(K=5, T=40)
     path = tmp_path / "caiman_output.hdf5"
-    save_estimates(path, est, params=PARAMS, mmap_file="/x/Yr_d1_12_d2_10_d3_1_order_C_frames_40.mmap",
+    save_estimates(path, est, params=PARAMS,
+                   mmap_file="/x/Yr_d1_12_d2_10_d3_1_order_C_frames_40.mmap",
                    extra={"input_metadata": {"extraProperties": '{"a": 1}'}})
     return est, path
 
@@ -113,7 +114,8 @@ def test_normalization_scales_traces(tmp_path, make_estimates):
     est.C = est.C / np.array([2.0, 0.5, 3.0])[:, None]
     out = normalize_footprints(est)
     np.testing.assert_allclose(out.A @ out.C, AC, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.sqrt(np.asarray(out.A.multiply(out.A).sum(0))).ravel(), 1, rtol=1e-6)
+    norms = np.sqrt(np.asarray(out.A.multiply(out.A).sum(0))).ravel()
+    np.testing.assert_allclose(norms, 1, rtol=1e-6)
     save_estimates(tmp_path / "n.hdf5", est, params={}, mmap_file="m")
     back, _, _ = load_estimates(tmp_path / "n.hdf5")
     np.testing.assert_allclose(back.C, out.C)

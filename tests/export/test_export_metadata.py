@@ -23,7 +23,8 @@ def test_counts_and_files(tmp_path, make_estimates):
     assert meta["counts"] == {"accepted": 3, "rejected": 2, "undecided": 0, "total": 5}
     f0, f1 = meta["files"]
     assert f0["frame_rate_hz"] == 10.0 and f0["duration_s"] == 2.0 and f0["start_time_s"] == 30.1
-    assert f1["format"] == "tif" and f1["n_invalid_frames"] == 1 and f1["first_frame_in_series"] == 20
+    assert f1["format"] == "tif" and f1["n_invalid_frames"] == 1
+    assert f1["first_frame_in_series"] == 20
     expect_ev = int((est.S[:, 20:30][:, ~inv] > 0).sum())
     assert f1["n_events"] == expect_ev
     assert meta["outputs"]["neural_events.001"]["n_events"] == expect_ev

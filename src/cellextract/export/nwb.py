@@ -51,7 +51,8 @@ def _imaging_plane(nwb: NWBFile, *, fr: float, dxy, indicator: str, location: st
         kw = {"grid_spacing": [float(dxy[0]), float(dxy[1])], "grid_spacing_unit": "micrometers"}
     return nwb.create_imaging_plane(
         name="ImagingPlane", optical_channel=channel, device=device,
-        description="field of view of the motion-corrected movie", excitation_lambda=excitation_lambda,
+        description="field of view of the motion-corrected movie",
+        excitation_lambda=excitation_lambda,
         imaging_rate=float(fr), indicator=indicator, location=location, **kw)
 
 

@@ -14,7 +14,8 @@ import numpy as np  # noqa: E402
 
 from cellextract.export._atomic import commit, remove_quietly, temp_path  # noqa: E402
 
-__all__ = ["plural", "plt", "save_figure", "message_figure", "build_message_figure", "zscore", "decimate", "mark_boundaries",
+__all__ = ["plural", "plt", "save_figure", "message_figure", "build_message_figure", "zscore",
+           "decimate", "mark_boundaries",
            "cell_colors", "DPI"]
 
 DPI = 110

@@ -75,7 +75,7 @@ def contour_level(img: np.ndarray, *, energy: float = 0.9) -> float:
 
 
 def _draw_contour(ax, img, *, color, lw):
-    """Contour of one footprint (cropped to its support); returns (top, bottom, left, right) of its support."""
+    """Draw the contour of one footprint; return (top, bottom, left, right) of its support."""
     ys, xs = np.nonzero(img > 0)
     if ys.size == 0:
         return None

@@ -22,7 +22,8 @@ __all__ = ["event_times", "event_statistics", "plot_events"]
 
 
 def event_times(est: Estimates, cells: np.ndarray, *, fr: float, frames: tuple[int, int],
-                invalid: np.ndarray | None = None, event_threshold: float = 0.0) -> list[np.ndarray]:
+                invalid: np.ndarray | None = None,
+                event_threshold: float = 0.0) -> list[np.ndarray]:
     """Event times (s since ``frames[0]``) of the given cells.
 
     Parameters
@@ -56,7 +57,8 @@ def event_times(est: Estimates, cells: np.ndarray, *, fr: float, frames: tuple[i
     return [f / float(fr) for f in event_frames(S, threshold=thr, valid=valid)]
 
 
-def event_statistics(times: list[np.ndarray], *, duration_s: float) -> tuple[np.ndarray, np.ndarray]:
+def event_statistics(times: list[np.ndarray], *,
+                     duration_s: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-cell event rate (Hz) and mean inter-event interval (s; NaN with < 2 events)."""
     rates = np.array([len(t) / duration_s if duration_s > 0 else 0.0 for t in times])
     iei = np.array([np.mean(np.diff(t)) if len(t) > 1 else np.nan for t in times])
