@@ -1,0 +1,82 @@
+"""Piecewise-rigid registration: patch grid, bounded patch shifts, smooth field, warping."""
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from cellextract.motion.apply import apply_field
+from cellextract.motion.piecewise import (apply_piecewise, patch_grid, patch_shifts, shift_field,
+                                          template_patch_spectra)
+from cellextract.motion.register import image_spectra, rigid_shifts
+
+
+def test_patch_grid_last_patch_snapped_to_edge():
+    g = patch_grid((200, 130), strides=(48, 48), overlaps=(24, 24))
+    assert g.size == (72, 72)
+    np.testing.assert_array_equal(g.starts_y, [0, 48, 96, 128])
+    np.testing.assert_array_equal(g.starts_x, [0, 48, 58])
+    assert g.starts_y[-1] + g.size[0] == 200 and g.starts_x[-1] + g.size[1] == 130
+    small = patch_grid((50, 40), strides=(48, 48), overlaps=(24, 24))
+    assert small.shape == (1, 1) and small.size == (50, 40)
+
+
+def test_constant_field_equals_rigid_apply():
+    g = patch_grid((100, 90), strides=(30, 30), overlaps=(15, 15))
+    fy, fx = shift_field(np.full(g.shape + (2,), [1.5, -2.25], np.float32), g)
+    np.testing.assert_allclose(fy, 1.5, atol=1e-5)
+    np.testing.assert_allclose(fx, -2.25, atol=1e-5)
+
+
+def _warp(img, fy, fx):
+    H, W = img.shape
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    # raw(p) = img(p + f): registering with f gives back img
+    return cv2.remap(img, xx + fx.astype(np.float32), yy + fy.astype(np.float32), cv2.INTER_CUBIC,
+                     borderMode=cv2.BORDER_REFLECT)
+
+
+def test_piecewise_recovers_smooth_deformation():
+    rng = np.random.default_rng(0)
+    H = W = 160
+    img = (ndimage.gaussian_filter(rng.standard_normal((H, W)), 2) * 300 + 100).astype(np.float32)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    frames, fields = [], []
+    for i in range(6):
+        a = rng.uniform(-2.5, 2.5, 2)
+        fy = a[0] + 1.2 * np.sin(2 * np.pi * xx / (2 * W) + i)
+        fx = a[1] + 1.2 * np.cos(2 * np.pi * yy / (2 * H) + i)
+        fields.append((fy, fx))
+        frames.append(_warp(img, fy, fx))
+    frames = np.array(frames) + rng.normal(0, 2, (6, H, W)).astype(np.float32)
+    rig = rigid_shifts(frames, image_spectra(img), max_shifts=(6, 6))
+    grid = patch_grid((H, W), strides=(32, 32), overlaps=(24, 24))
+    ps = patch_shifts(frames, template_patch_spectra(img, grid), grid, rig, max_deviation_rigid=3)
+    assert ps.shape == (6,) + grid.shape + (2,)
+    assert np.all(np.abs(ps - rig[:, None, None, :]) <= 3 + 1e-5)
+    fy, fx = shift_field(ps, grid)
+    m = 28
+    err = [np.sqrt(np.mean(((fy[i] - t[0]) ** 2 + (fx[i] - t[1]) ** 2)[m:-m, m:-m] / 2)) for i, t in enumerate(fields)]
+    assert max(err) < 0.2, err
+    out = apply_piecewise(frames, ps, grid, border_nan="copy")
+    before = np.abs(frames - img)[:, m:-m, m:-m].mean()
+    after = np.abs(out - img)[:, m:-m, m:-m].mean()
+    assert after < 0.1 * before, (before, after)
+
+
+def test_patch_shifts_bounded_by_max_deviation():
+    rng = np.random.default_rng(2)
+    img = (ndimage.gaussian_filter(rng.standard_normal((96, 96)), 2) * 100).astype(np.float32)
+    frame = np.roll(img, (5, 0), axis=(0, 1))[None]  # true shift -5 in y
+    grid = patch_grid((96, 96), strides=(32, 32), overlaps=(16, 16))
+    ps = patch_shifts(frame, template_patch_spectra(img, grid), grid, np.zeros((1, 2), np.float32),
+                      max_deviation_rigid=2)
+    assert ps[..., 0].min() >= -2 - 1e-5
+    ps = patch_shifts(frame, template_patch_spectra(img, grid), grid, np.array([[-4.0, 0.0]], np.float32),
+                      max_deviation_rigid=2)
+    np.testing.assert_allclose(ps[0, :2, :, 0], -5, atol=0.05)  # last row: content wraps (np.roll)
+
+
+def test_apply_field_nan_border():
+    f = np.ones((40, 50), np.float32)
+    out = apply_field(f, np.full((40, 50), 2.5, np.float32), np.zeros((40, 50), np.float32), border_nan=True)
+    assert np.isnan(out[:2]).all() and np.isfinite(out[3:]).all()
