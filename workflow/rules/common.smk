@@ -46,7 +46,7 @@ def all_outputs():
     out = []
     for s in SERIES:
         out += [res(s, "series.json"), res(s, "params.json"), res(s, "caiman_output.hdf5"),
-                res(s, "output_metadata.json"), res(s, "previews", "events.png")]
+                res(s, "output_metadata.json"), res(s, "previews")]
         out += indexed(s, "cellset_raw.{k:03d}.isxd")
         out += indexed(s, "cellset_denoised.{k:03d}.isxd")
         out += indexed(s, "neural_events.{k:03d}.isxd")

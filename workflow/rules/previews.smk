@@ -1,35 +1,22 @@
-# Stage 6: preview images (initialisation images, cells and traces, events, motion).
+# Stage 6: preview images (initialisation images, cells and traces per file and for the
+# series, events, motion) in results/{series}/previews/.
 
 
 rule previews:
     conda:
         "../../envs/previews.yaml"
     input:
+        series=res("{series}", "series.json"),
         model=res("{series}", "caiman_output.hdf5"),
         summary=res("{series}", "cnmf", "summary_images.npz"),
-        series=res("{series}", "series.json"),
         motion=res("{series}", "motion"),
     output:
-        init=report(
-            res("{series}", "previews", "initialization_images.png"),
-            caption="../report/init_images.rst",
-            category="Initialisation",
-        ),
-        motion=report(
-            res("{series}", "previews", "motion.png"),
-            caption="../report/motion.rst",
-            category="Motion correction",
-        ),
-        cells=report(
-            directory(res("{series}", "previews", "cells")),
+        previews=report(
+            directory(res("{series}", "previews")),
             patterns=["{name}.png"],
-            caption="../report/cells.rst",
-            category="Cells",
-        ),
-        events=report(
-            res("{series}", "previews", "events.png"),
-            caption="../report/events.rst",
-            category="Events",
+            caption="../report/previews.rst",
+            category="Previews",
+            subcategory="{series}",
         ),
     params:
         p=stage_params("previews"),

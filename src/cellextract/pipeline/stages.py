@@ -241,3 +241,37 @@ def export_nwb(series_json: str | Path, model: str | Path, out_nwb: str | Path) 
     est, params, _ = load_estimates(model)
     fr = (params.get("data") or {}).get("fr") or info.fr or 30.0
     write_nwb(out_nwb, est, fr=float(fr), dims=tuple(est.dims))
+
+
+def previews(series_json: str | Path, model: str | Path, summary: str | Path,
+             motion_dir: str | Path, out_dir: str | Path, stage: dict) -> None:
+    """Write every preview PNG of a series into ``out_dir``."""
+    from cellextract.export.caiman_hdf5 import load_estimates
+    from cellextract.previews.run import make_previews
+
+    info = _series(series_json)
+    params = params_from_stage(stage, metadata_fr=info.fr)
+    est, pdict, _ = load_estimates(model)
+    init = pdict.get("init") or {}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with np.load(summary) as z:
+        pnr, corr = z["pnr"], z["correlation"]
+    make_previews(out, est, export_files(info, fr=params.data.fr), fr=params.data.fr,
+                  pnr=pnr, corr=corr, event_threshold=params.workflow.event_threshold,
+                  min_corr=init.get("min_corr"), min_pnr=init.get("min_pnr"))
+    motion_preview(motion_dir, out / "motion.png", fr=params.data.fr)
+
+
+def motion_preview(motion_dir: str | Path, out_png: str | Path, *, fr: float) -> None:
+    """The motion-correction preview from the files the motion stage wrote."""
+    import pandas as pd
+
+    from cellextract.previews.motion import plot_motion
+
+    motion_dir = Path(motion_dir)
+    shifts = pd.read_csv(motion_dir / "shifts.csv")[["shift_y", "shift_x"]].to_numpy()
+    with np.load(motion_dir / "mean_images.npz") as z:
+        plot_motion(out_png, shifts=shifts, mean_before=z["mean_before"],
+                    mean_after=z["mean_after"], corr_before=z["corr_before"],
+                    corr_after=z["corr_after"], fr=fr)
