@@ -16,6 +16,7 @@ selects the upper half of the band.
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft as sfft
 
 from cellextract.errors import ParameterError
 
@@ -67,7 +68,7 @@ def noise_psd(Y: np.ndarray, *, noise_range=(0.25, 0.5), noise_method: str = "me
     sel = (ff > noise_range[0]) & (ff <= noise_range[1])
     if not sel.any():
         sel = ff > 0.25
-    X = np.fft.rfft(Y2 - Y2.mean(axis=-1, keepdims=True), axis=-1)[:, sel]
+    X = sfft.rfft(Y2 - Y2.mean(axis=-1, keepdims=True), axis=-1)[:, sel]
     P = (X.real ** 2 + X.imag ** 2) / T
     if noise_method == "mean":
         v = P.mean(axis=-1)
