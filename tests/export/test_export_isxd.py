@@ -15,10 +15,10 @@ REAL = "/work/shared/data/inscopix/movie_part2_108x123x63.isxd"
 DIMS = (12, 10)
 
 
-def make_isxd_movie(path, n=20):
+def make_isxd_movie(path, n=20, start_s=1000):
     """Small isxd movie, 20 Hz, start 1000 s, frame 3 dropped, frames 7-8 cropped."""
     t = isx.Timing(num_samples=n, period=isx.Duration._from_num_den(1, 20),
-                   start=isx.Time._from_secs_since_epoch(isx.Duration._from_num_den(1000, 1)),
+                   start=isx.Time._from_secs_since_epoch(isx.Duration._from_num_den(start_s, 1)),
                    dropped=[3], cropped=[(7, 8)])
     m = isx.Movie.write(str(path), t, isx.Spacing(num_pixels=DIMS), np.float32)
     for i in t.get_valid_samples():
@@ -187,3 +187,24 @@ def test_helpers():
     S = np.array([[0, 1, 0, 2.0], [0.5, 0, 0, 0]])
     fr = event_frames(S, threshold=np.array([1.0, 0.0]), valid=np.array([1, 1, 1, 0], bool))
     assert [f.tolist() for f in fr] == [[], [0]]
+
+
+def test_series_info_file_table_rows_are_accepted(tmp_path, make_estimates):
+    """Rows of cellextract.io SeriesInfo.file_table() drive the export (user order kept)."""
+    from cellextract.io.series import load_series
+
+    late = make_isxd_movie(tmp_path / "late.isxd", n=20, start_s=2000)
+    early = make_isxd_movie(tmp_path / "early.isxd", n=16, start_s=1000)
+    info = load_series([late, early])  # user order: late first; time order: early first
+    rows = info.file_table()
+    est = make_estimates(K=2, T=36, dims=DIMS)
+    paths = export_isxd(tmp_path / "out", est, rows)
+    for k, row in enumerate(rows):
+        cs = isx.CellSet.read(str(paths[k]["denoised"]))
+        assert cs.timing.num_samples == row["n_frames"] == (20, 16)[k]
+        s = row["start_frame"]
+        valid = cs.timing.get_valid_samples_mask()
+        np.testing.assert_allclose(cs.get_cell_trace_data(1)[valid],
+                                   est.C[1, s:s + row["n_frames"]][valid], rtol=1e-6)
+        assert np.isnan(cs.get_cell_trace_data(1)[[3, 7, 8]]).all()
+        del cs

@@ -26,7 +26,8 @@ from cellextract.errors import InputError, ParameterError
 from cellextract.export._atomic import commit, remove_quietly, temp_path
 from cellextract.export.footprints import FootprintImages
 from cellextract.export.isxd_header import set_extra_properties
-from cellextract.export.isxd_timing import FileTiming, file_timing, sample_offsets_us
+from cellextract.export.isxd_timing import (FileTiming, file_timing, normalize_files,
+                                            sample_offsets_us)
 from cellextract.log import get_logger
 
 __all__ = ["cell_names", "cell_statuses", "event_frames", "write_cellset", "write_eventset",
@@ -234,7 +235,8 @@ def export_isxd(out_dir: str | os.PathLike, est: Estimates, files: list[dict], *
         with ``T = sum(n_frames)``.
     files : list of dict
         Input file descriptions in the user's order (see
-        :mod:`cellextract.export.isxd_timing`).
+        :func:`cellextract.export.isxd_timing.normalize_files`; ``SeriesInfo.file_table()``
+        rows work as they are).
     event_threshold : float
         Events where ``S > event_threshold * neurons_sn`` (0: every positive ``S``).
 
@@ -243,6 +245,7 @@ def export_isxd(out_dir: str | os.PathLike, est: Estimates, files: list[dict], *
     list of dict
         Per input file, the final paths under keys ``raw``, ``denoised``, ``events``.
     """
+    files = normalize_files(files)
     _check_files(est, files)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,10 +25,51 @@ from cellextract.errors import InputError
 from cellextract.export.isxd_header import read_extra_properties
 from cellextract.log import get_logger
 
-__all__ = ["FileTiming", "simplest_fraction", "file_timing", "sample_offsets_us", "copy_timing",
+__all__ = ["normalize_files", "FileTiming", "simplest_fraction", "file_timing", "sample_offsets_us", "copy_timing",
            "copy_spacing"]
 
 log = get_logger(__name__)
+
+
+def _normalize_one(row: dict) -> dict:
+    """Accept a ``SeriesInfo.file_table()`` row or our own description (see module doc)."""
+    out = dict(row)
+    n = int(row["n_frames"])
+    if "period_s" not in out:
+        fr = row.get("fr")
+        out["period_s"] = 1.0 / float(fr) if fr else None
+    if "start_time_s" not in out:
+        out["start_time_s"] = row.get("start_time")
+    if "invalid_mask" not in out:
+        idx = row.get("invalid")
+        mask = None
+        if idx is not None and len(idx):
+            mask = np.zeros(n, dtype=bool)
+            mask[np.asarray(idx, dtype=np.int64)] = True
+        out["invalid_mask"] = mask
+    if "is_isxd" not in out:
+        fmt = row.get("format") or str(row.get("path", "")).rsplit(".", 1)[-1]
+        out["is_isxd"] = str(fmt).lower() == "isxd"
+    return out
+
+
+def normalize_files(files: list[dict]) -> list[dict]:
+    """Input descriptions in the exporters' form.
+
+    Parameters
+    ----------
+    files : list of dict
+        Either our keys (``path, start_frame, n_frames, period_s, start_time_s,
+        invalid_mask, is_isxd``) or the rows of ``SeriesInfo.file_table()`` (``path,
+        format, start_frame, n_frames, fr, start_time, invalid`` local indices); missing
+        keys of ours are derived from theirs.
+
+    Returns
+    -------
+    list of dict
+        Same order, with all of our keys present.
+    """
+    return [_normalize_one(f) for f in files]
 
 
 @dataclass

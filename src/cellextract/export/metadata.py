@@ -11,6 +11,7 @@ import numpy as np
 from cellextract.cnmf.estimates import Estimates
 from cellextract.export._atomic import commit, remove_quietly, temp_path
 from cellextract.export.isxd import cell_statuses, event_frames, output_names
+from cellextract.export.isxd_timing import normalize_files
 
 __all__ = ["cell_counts", "file_summary", "build_output_metadata", "write_output_metadata"]
 
@@ -77,6 +78,7 @@ def file_summary(k: int, file: dict, est: Estimates, *, event_threshold: float =
 def build_output_metadata(est: Estimates, files: list[dict], *, event_threshold: float = 0.0,
                           extra: dict | None = None) -> dict:
     """Return the ``output_metadata.json`` content as a dict (see :func:`write_output_metadata`)."""
+    files = normalize_files(files)
     counts = cell_counts(est)
     summaries = [file_summary(k, f, est, event_threshold=event_threshold)
                  for k, f in enumerate(files)]

@@ -15,6 +15,7 @@ import numpy as np
 
 from cellextract.cnmf.estimates import Estimates
 from cellextract.export.isxd import export_isxd
+from cellextract.export.isxd_timing import normalize_files
 from cellextract.export.metadata import write_output_metadata
 from cellextract.log import get_logger
 
@@ -26,7 +27,7 @@ log = get_logger(__name__)
 def series_invalid_mask(files: list[dict], T: int) -> np.ndarray:
     """Invalid frames of the concatenated series, shape (T,), from the per-file masks."""
     inv = np.zeros(T, dtype=bool)
-    for f in files:
+    for f in normalize_files(files):
         m = f.get("invalid_mask")
         if m is not None:
             s = int(f["start_frame"])
@@ -64,6 +65,7 @@ def export_series(out_dir: str | os.PathLike, est: Estimates, files: list[dict],
     dict
         ``{'isxd': [per-file dict of paths], 'metadata': Path, 'nwb': Path or None}``.
     """
+    files = normalize_files(files)
     out = Path(out_dir)
     paths = export_isxd(out, est, files, event_threshold=event_threshold)
     meta_path = out / "output_metadata.json"

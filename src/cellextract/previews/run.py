@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cellextract.cnmf.estimates import Estimates
+from cellextract.export.isxd_timing import normalize_files
 from cellextract.export.run import series_invalid_mask
 from cellextract.log import get_logger
 from cellextract.previews.cells import plot_cells
@@ -78,6 +79,7 @@ def make_previews(out_dir: str | os.PathLike, est: Estimates, files: list[dict],
     list of Path
         The PNGs written (names as :func:`preview_names`).
     """
+    files = normalize_files(files)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
