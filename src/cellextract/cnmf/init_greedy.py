@@ -59,9 +59,11 @@ def _energy(Fp: np.ndarray, rolling_sum: bool, L: int) -> np.ndarray:
 def global_background(Rp: np.ndarray, nb: int, *, block: int = 8):
     """Fluctuating global background of baseline-removed pixel-major data.
 
-    The temporal components are the top ``nb`` right singular vectors of the data averaged
-    in ``block x block`` pixel blocks (which blurs out neurons); each pixel's weights are
-    least-squares coefficients on them.
+    The first temporal component is the median, over the quieter half of the pixels
+    (smallest 99th percentile relative to their noise), of every frame (neurons and
+    dendrites occupy a minority of pixels, so it ignores them); further ones (``nb > 1``)
+    are the top right singular vectors of the remaining data averaged in
+    ``block x block`` pixel blocks. Each pixel's weights are least-squares coefficients.
 
     Parameters
     ----------
@@ -76,13 +78,27 @@ def global_background(Rp: np.ndarray, nb: int, *, block: int = 8):
     h, w, T = Rp.shape
     if nb <= 0:
         return np.zeros((h, w, 0), np.float32), np.zeros((0, T), np.float32)
-    bh, bw = max(1, min(block, h // 2)), max(1, min(block, w // 2))
-    Z = Rp[:h // bh * bh, :w // bw * bw].reshape(h // bh, bh, w // bw, bw, T).mean(axis=(1, 3))
-    Z = Z.reshape(-1, T).astype(np.float64)
-    _, _, vt = np.linalg.svd(Z, full_matrices=False)
-    F = vt[:nb].astype(np.float32)
-    B = (Rp.reshape(-1, T) @ F.T).reshape(h, w, -1)
-    return B.astype(np.float32), F
+    X = Rp.reshape(-1, T)
+    # the quieter half of the pixels (lowest excursion over noise) carry little neural signal
+    sd = np.median(np.abs(np.diff(X, axis=1)), axis=1) + 1e-12
+    act = np.percentile(X, 99, axis=1) / sd
+    quiet = act <= np.median(act)
+    Xt = np.ascontiguousarray(X[quiet].T)
+    m = Xt.shape[1] // 2
+    Xt.partition(m, axis=1)
+    f1 = Xt[:, m].astype(np.float64)
+    del Xt
+    F = [f1 / max(np.linalg.norm(f1), 1e-30)]
+    if nb > 1:
+        bh, bw = max(1, min(block, h // 2)), max(1, min(block, w // 2))
+        Z = Rp[:h // bh * bh, :w // bw * bw].reshape(h // bh, bh, w // bw, bw, T).mean(axis=(1, 3))
+        Z = Z.reshape(-1, T).astype(np.float64)
+        Z -= np.outer(Z @ F[0], F[0])
+        _, _, vt = np.linalg.svd(Z, full_matrices=False)
+        F.extend(vt[:nb - 1])
+    F = np.asarray(F, np.float32)
+    B = np.linalg.lstsq(F.T.astype(np.float64), X.T.astype(np.float64), rcond=None)[0].T
+    return B.reshape(h, w, -1).astype(np.float32), F
 
 
 def _rank1_nmf(X: np.ndarray, c0: np.ndarray, n_iter: int):
