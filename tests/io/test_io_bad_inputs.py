@@ -1,16 +1,19 @@
 """Every user-caused input problem raises a one-line InputError naming the file."""
 
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from cellextract.errors import InputError
-from cellextract.io import (SeriesInfo, load_series, open_movie, write_isxd,
-                            write_tiff)
+from cellextract.io import SeriesInfo, load_series, open_movie, write_isxd, write_tiff
 
-D = "/work/shared/data/inscopix/"
+_SHARED = next((p for p in (Path(__file__).resolve().parents[2].parent / "shared",
+                             Path("/work/shared")) if p.is_dir()), Path("/work/shared"))
+
+D = str(_SHARED / "data/inscopix") + "/"
 MOV = np.random.default_rng(0).uniform(0, 200, size=(20, 16, 16)).astype(np.float32)
 
 

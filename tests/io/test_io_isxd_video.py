@@ -1,6 +1,7 @@
 """Tests for the isxd and avi/mp4 readers and writers, on real and synthetic files."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,11 @@ import pytest
 from cellextract.io import open_movie, write_avi, write_isxd, write_tiff
 from cellextract.io.writers import avi_codec
 
-D = "/work/shared/data/inscopix/"
+_SHARED = next((p for p in (Path(__file__).resolve().parents[2].parent / "shared",
+                             Path("/work/shared")) if p.is_dir()), Path("/work/shared"))
+
+
+D = str(_SHARED / "data/inscopix") + "/"
 
 
 def _movie(T=12, H=7, W=9, seed=2):

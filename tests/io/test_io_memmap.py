@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from cellextract.errors import InputError
-from cellextract.io.memmap import (MemmapWriter, create_memmap, frames_from_memmap,
-                                   memmap_name, open_memmap, parse_memmap_name)
+from cellextract.io.memmap import (
+    MemmapWriter,
+    create_memmap,
+    frames_from_memmap,
+    memmap_name,
+    open_memmap,
+    parse_memmap_name,
+)
 
 
 def _movie(T=13, H=5, W=7, seed=0):

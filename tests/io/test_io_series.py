@@ -1,11 +1,17 @@
 """Tests for series validation, time ordering, concatenated reading and JSON round trip."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from cellextract.io import SeriesInfo, load_series, open_series, write_isxd, write_tiff
 
-D = "/work/shared/data/inscopix/"
+_SHARED = next((p for p in (Path(__file__).resolve().parents[2].parent / "shared",
+                             Path("/work/shared")) if p.is_dir()), Path("/work/shared"))
+
+
+D = str(_SHARED / "data/inscopix") + "/"
 
 
 def _parts(seed=0, sizes=(5, 7, 4), H=6, W=8):

@@ -1,5 +1,7 @@
 """Tests for the TIFF reader and writer."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -7,7 +9,11 @@ import tifffile
 from cellextract.io.tiff import TiffReader
 from cellextract.io.writers import write_tiff
 
-REAL_TIFF = "/work/shared/data/inscopix/movie_part2_108x123x63.tiff"
+_SHARED = next((p for p in (Path(__file__).resolve().parents[2].parent / "shared",
+                             Path("/work/shared")) if p.is_dir()), Path("/work/shared"))
+
+
+REAL_TIFF = str(_SHARED / "data/inscopix/movie_part2_108x123x63.tiff")
 
 
 def _movie(T=11, H=6, W=9, seed=1):

@@ -5,8 +5,14 @@ import json
 import pytest
 
 from cellextract.errors import ParameterError
-from cellextract.params import (Params, flat_keys, group_of, parse_set_args, parse_value,
-                                resolve_params)
+from cellextract.params import (
+    Params,
+    flat_keys,
+    group_of,
+    parse_set_args,
+    parse_value,
+    resolve_params,
+)
 
 
 def test_to_json_from_json_round_trip(tmp_path):

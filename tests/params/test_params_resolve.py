@@ -10,7 +10,11 @@ import pytest
 from cellextract.errors import ParameterError
 from cellextract.params import resolve_params
 
-SHARED = Path("/work/shared/params")
+_SHARED = next((p for p in (Path(__file__).resolve().parents[2].parent / "shared",
+                             Path("/work/shared")) if p.is_dir()), Path("/work/shared"))
+
+
+SHARED = _SHARED / "params"
 REPO = Path(__file__).resolve().parents[2]
 
 
