@@ -1,5 +1,6 @@
 """isxd cell sets and event sets: written, then read back with isx and compared."""
 
+from pathlib import Path
 from fractions import Fraction
 
 import isx
@@ -11,7 +12,10 @@ from cellextract.export.isxd import cell_names, event_frames, export_isxd
 from cellextract.export.isxd_header import read_isxd_header, set_extra_properties
 from cellextract.export.isxd_timing import sample_offsets_us, simplest_fraction
 
-REAL = "/work/shared/data/inscopix/movie_part2_108x123x63.isxd"
+_SHARED = next((p for p in (Path(__file__).resolve().parents[2].parent / "shared",
+                             Path("/work/shared")) if p.is_dir()), Path("/work/shared"))
+
+REAL = str(_SHARED / "data/inscopix") + "/movie_part2_108x123x63.isxd"
 DIMS = (12, 10)
 
 

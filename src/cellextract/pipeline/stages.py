@@ -234,13 +234,19 @@ def output_metadata(series_json: str | Path, model: str | Path, out_json: str | 
 
 def export_nwb(series_json: str | Path, model: str | Path, out_nwb: str | Path) -> None:
     """Write the cells, traces and deconvolved activity as NWB."""
+    from datetime import datetime, timezone
+
     from cellextract.export.caiman_hdf5 import load_estimates
     from cellextract.export.nwb import write_nwb
 
     info = _series(series_json)
     est, params, _ = load_estimates(model)
-    fr = (params.get("data") or {}).get("fr") or info.fr or 30.0
-    write_nwb(out_nwb, est, fr=float(fr), dims=tuple(est.dims))
+    data = params.get("data") or {}
+    fr = data.get("fr") or info.fr or 30.0
+    starts = [t for t in (info.start_times or []) if t is not None]
+    start = datetime.fromtimestamp(min(starts), tz=timezone.utc) if starts else None
+    write_nwb(out_nwb, est, fr=float(fr), dims=tuple(est.dims), dxy=data.get("dxy"),
+              session_start_time=start, invalid=info.invalid_mask)
 
 
 def previews(series_json: str | Path, model: str | Path, summary: str | Path,
