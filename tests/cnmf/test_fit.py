@@ -129,3 +129,21 @@ def test_refit_and_patch_fits_keep_accuracy(movie):
                        only_init=False, **kw)
     f = [score(e.A, DIMS, sim.truth, C_found=e.C)["F1"] for e in (a, b, c)]
     assert f[1] >= f[0] - 0.05 and min(f) >= 0.8, f
+
+
+def test_restricted_spatial_statistics_match_dense(movie):
+    """Y C^T computed only near each component equals the dense result on its masks."""
+    from cellextract.cnmf.background import downsample_operator, fit_ring_model
+    from cellextract.cnmf.fit import RowSource, _ring_spatial
+    from cellextract.cnmf.spatial import support_masks
+    sim, Yr = movie
+    A = sp.csc_matrix(sim.truth.A)
+    C = sim.truth.C.astype(np.float32)
+    ring = fit_ring_model(downsample_operator(DIMS, 2) @ Yr, A, C, mean_Y=Yr.mean(1),
+                          mean_C=C.mean(1), dims=DIMS, gSiz=7, ring_size_factor=1.4, ssub_B=2)
+    rows = RowSource(Yr, Yr.shape[0], T)
+    Q = _ring_spatial(rows, A, C, ring, 64 * 4 * T, dims=DIMS, box=7)   # 4-column strips
+    B = ring.background(Yr - A @ C)
+    Qd = (Yr - B) @ C.T
+    for k, m in enumerate(support_masks(A, DIMS, dilate=2, box=7)):
+        assert np.allclose(Q[m, k], Qd[m, k], rtol=1e-3, atol=1e-3 * np.abs(Qd[:, k]).max())

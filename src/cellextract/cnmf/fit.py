@@ -28,7 +28,8 @@ from cellextract.cnmf.estimates import Estimates
 from cellextract.cnmf.merge import merge_components
 from cellextract.cnmf.noise import g_from_decay, noise_psd
 from cellextract.cnmf.patches import combine_patches, map_patches, patch_grid, rows_to_frames
-from cellextract.cnmf.spatial import clean_footprints, hals_spatial, support_masks
+from cellextract.cnmf.spatial import (centers_of_mass, clean_footprints, hals_spatial,
+                                      support_masks)
 from cellextract.cnmf.temporal import update_temporal
 from cellextract.errors import NoComponentsError, ParameterError
 from cellextract.log import get_logger
@@ -44,7 +45,7 @@ DEFAULTS = dict(
     p=1, bas_nonneg=False, method_deconvolution="oasis", fr=30.0, decay_time=0.4,
     noise_range=(0.25, 0.5), noise_method="mean", merge_thr=0.7,
     update_background_components=True, refit=False,
-    n_rounds=2, max_bg_frames=500, block_bytes=64 << 20, init_fn=None,
+    n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, init_fn=None,
 )
 
 
@@ -114,15 +115,45 @@ def _ring_stats(rows, A, C, ring, block_bytes):
     return U
 
 
-def _ring_spatial(rows, A, C, ring, block_bytes):
-    """Spatial statistics under the ring model: ``Q = (Y - B) C^T`` (P, K)."""
-    Z = np.zeros((rows.P, C.shape[0]), np.float32)
-    Ct = np.ascontiguousarray(C.T)
+def _column_ranges(A, dims, margin: float):
+    """Image-column range (lo, hi) each component's spatial update can touch, (K,), (K,)."""
+    cm = centers_of_mass(A, dims)[:, 1]
+    return np.floor(cm - margin), np.ceil(cm + margin)
+
+
+def _project_blocks(rows, Ct, dims, lo, hi, block_bytes, extra=None):
+    """``Y C^T`` (P, K) computed only where a component may need it.
+
+    Pixel-row blocks of the memmap are strips of image columns; each block is multiplied
+    only by the traces of components whose column range ``[lo, hi]`` meets the strip
+    (other entries stay 0). ``extra`` (T, m) columns are computed everywhere.
+    """
+    H = int(dims[0])
+    K = Ct.shape[1]
+    m = 0 if extra is None else extra.shape[1]
+    Z = np.zeros((rows.P, K + m), np.float32)
     for r0, r1, Y in rows.blocks(block_bytes):
-        Z[r0:r1] = Y @ Ct
+        ks = np.flatnonzero((hi >= r0 // H) & (lo <= (r1 - 1) // H))
+        if ks.size:
+            Z[r0:r1, ks] = Y @ Ct[:, ks]
+        if m:
+            Z[r0:r1, K:] = Y @ extra
+    return Z
+
+
+def _ring_spatial(rows, A, C, ring, block_bytes, *, dims, box):
+    """Spatial statistics under the ring model: ``Q = (Y - B) C^T`` (P, K).
+
+    Exact on every pixel a component may occupy (within ``box`` of its centre); the
+    ring term needs ``Y C^T`` up to ``(radius + 2) * ssub_B`` pixels further out.
+    """
+    Ct = np.ascontiguousarray(C.T)
+    lo, hi = _column_ranges(A, dims, box + (ring.radius + 2) * ring.ssub_B + 1)
+    Z = _project_blocks(rows, Ct, dims, lo, hi, block_bytes)
     Z -= ring.b0[:, None] * C.sum(1)[None, :]
-    Q = Z - np.asarray(ring.apply(Z - A @ (C @ Ct)), np.float32)
-    return Q
+    R = Z - A @ (C @ Ct)
+    Z -= np.asarray(ring.apply(R), np.float32)
+    return Z
 
 
 def _lowrank_stats(rows, A, C, b, f, block_bytes):
@@ -136,12 +167,11 @@ def _lowrank_stats(rows, A, C, b, f, block_bytes):
     return U, UY[K:]
 
 
-def _lowrank_spatial(rows, A, C, b, f, block_bytes):
-    """``Q = (Y - b f) C^T`` (P, K) and ``Y f^T`` (P, nb)."""
-    Cf = np.ascontiguousarray(np.vstack([C, f]).T)
-    Z = np.zeros((rows.P, Cf.shape[1]), np.float32)
-    for r0, r1, Y in rows.blocks(block_bytes):
-        Z[r0:r1] = Y @ Cf
+def _lowrank_spatial(rows, A, C, b, f, block_bytes, *, dims, box):
+    """``Q = (Y - b f) C^T`` (P, K) (exact within ``box`` of each centre), ``Y f^T`` (P, nb)."""
+    lo, hi = _column_ranges(A, dims, box + 1)
+    Z = _project_blocks(rows, np.ascontiguousarray(C.T), dims, lo, hi, block_bytes,
+                        extra=np.ascontiguousarray(f.T))
     K = C.shape[0]
     return Z[:, :K] - b @ (f @ C.T), Z[:, K:]
 
@@ -281,7 +311,7 @@ def fit_core(rows: RowSource, dims, A, C, o: dict) -> Estimates:
     else:
         b, f = init_lowrank(mean_Y - A @ C.mean(1), rows.T, nb)
         for _ in range(2):
-            _, Yf = _lowrank_spatial(rows, A, C, b, f, bb)
+            _, Yf = _lowrank_spatial(rows, A, C, b, f, bb, dims=dims, box=gSiz)
             b = hals_b(b, Yf - A @ (C @ f.T), f @ f.T)
             _, bTY = _lowrank_stats(rows, A, C, b, f, bb)
             f = hals_f(f, bTY - (b.T @ A) @ C, b.T @ b)
@@ -307,20 +337,21 @@ def fit_core(rows: RowSource, dims, A, C, o: dict) -> Estimates:
         if A.shape[1] == 0:
             break
         if nb == 0:
-            Q = _ring_spatial(rows, A, C, ring, bb)
+            Q = _ring_spatial(rows, A, C, ring, bb, dims=dims, box=gSiz)
         else:
-            Q, Yf = _lowrank_spatial(rows, A, C, b, f, bb)
+            Q, Yf = _lowrank_spatial(rows, A, C, b, f, bb, dims=dims, box=gSiz)
         masks = support_masks(A, dims, dilate=max(1, gSig // 2 + 1), box=gSiz)
         Ad = hals_spatial(A.toarray(), Q, C @ C.T, masks, n_iter=3)
         del Q
         A, keep = clean_footprints(Ad, dims)
         del Ad
         A, C = _normalize(A[:, keep], C[keep])
+        last = rnd == int(o["n_rounds"]) - 1
         if o["update_background_components"] and A.shape[1]:
-            if nb == 0:
-                fit_bg(A, C)
-            else:
+            if nb > 0:
                 b = hals_b(b, Yf - A @ (C @ f.T), f @ f.T)
+            elif not last:                # the last round's change of A is small
+                fit_bg(A, C)
         log.info("round %d/%d: %d components (%d merges), elapsed %.1f s", rnd + 1,
                  o["n_rounds"], A.shape[1], len(groups), time.perf_counter() - t0)
         if A.shape[1] == 0:
