@@ -12,7 +12,7 @@ from cellextract.motion.filters import highpass
 from cellextract.motion.params import MotionParams
 from cellextract.motion.piecewise import (apply_piecewise, patch_grid, patch_shifts,
                                           template_patch_spectra)
-from cellextract.motion.register import image_spectra, register_spectra
+from cellextract.motion.register import image_spectra, register_spectra, template_spectrum
 
 UPSAMPLE = 10  # sub-pixel grid factor of the upsampled DFT (before parabolic refinement)
 
@@ -57,8 +57,7 @@ class Corrector:
         self.dims = self.template.shape
         H, W = self.dims
         g = params.gSig_filt
-        reg_t = highpass(self.template, g) if g is not None else self.template
-        self.spec = image_spectra(reg_t)
+        self.spec = template_spectrum(self.template, gSig_filt=g)
         ms = np.minimum(np.asarray(params.max_shifts, dtype=np.float64), [H // 2 - 1, W // 2 - 1])
         self.max_shifts = ms
         self.grid = None

@@ -19,7 +19,7 @@ from scipy.interpolate import CubicSpline
 
 from cellextract.motion.apply import apply_field
 from cellextract.motion.filters import highpass
-from cellextract.motion.register import image_spectra, register_spectra
+from cellextract.motion.register import image_spectra, register_spectra, taper, tukey_window
 
 
 def _starts(n: int, size: int, stride: int) -> np.ndarray:
@@ -96,37 +96,12 @@ def extract_patches(images: np.ndarray, grid: PatchGrid) -> np.ndarray:
     return out
 
 
-def patch_window(size: tuple[int, int], alpha: float = 0.5) -> np.ndarray:
-    """``(py, px)`` separable Tukey window (cosine tapers over ``alpha/2`` of each side).
-
-    Patches are mean-subtracted and tapered before the FFT: without it the wrap-around
-    discontinuity of a non-periodic patch biases sub-pixel shifts towards zero by about a
-    quarter of the shift; with it the bias is a few percent of the residual shift.
-    """
-    def w1(n: int) -> np.ndarray:
-        if n < 3 or alpha <= 0:
-            return np.ones(n)
-        x = np.arange(n) / (n - 1)
-        w = np.ones(n)
-        a = alpha / 2
-        lo, hi = x < a, x > 1 - a
-        w[lo] = 0.5 * (1 - np.cos(np.pi * x[lo] / a))
-        w[hi] = 0.5 * (1 - np.cos(np.pi * (1 - x[hi]) / a))
-        return w
-    return np.outer(w1(size[0]), w1(size[1])).astype(np.float32)
-
-
-def _tapered(patches: np.ndarray, window: np.ndarray) -> np.ndarray:
-    m = patches.mean(axis=(-2, -1), keepdims=True)
-    return (patches - m) * window
-
-
 def template_patch_spectra(template: np.ndarray, grid: PatchGrid, *, gSig_filt=None) -> np.ndarray:
     """Spectra ``(gy, gx, py, px//2+1)`` of the tapered template patches (filtered as the frames)."""
     t = np.asarray(template, dtype=np.float32)
     if gSig_filt is not None:
         t = highpass(t, gSig_filt)
-    return image_spectra(_tapered(extract_patches(t[None], grid)[0], patch_window(grid.size)))
+    return image_spectra(taper(extract_patches(t[None], grid)[0], tukey_window(grid.size, 0.5)))
 
 
 def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, rigid: np.ndarray, *,
@@ -136,7 +111,7 @@ def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, 
     Each raw-frame patch is cut at the template patch position moved by the rounded
     current estimate (first the rigid shift, then the patch's own first estimate), so it
     holds nearly the same content as the template patch and only a sub-pixel residual is
-    measured; patches are mean-subtracted and Tukey-tapered. Together this removes the
+    measured; template patches are mean-subtracted and Tukey-tapered. Together this removes the
     bias towards zero that content entering/leaving a fixed window causes.
 
     Parameters
@@ -172,14 +147,13 @@ def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, 
     dev = np.broadcast_to(np.asarray(max_deviation_rigid, dtype=np.float64).reshape(-1), (2,))
     r = np.repeat(rigid, gy * gx, axis=0)
     lo, hi = r - dev, r + dev
-    win = patch_window(grid.size)
     tm = np.broadcast_to(tmpl_spectra[None], (n,) + tmpl_spectra.shape).reshape(n * gy * gx, py, px // 2 + 1)
     # pass 1: patches cut at the rounded rigid shift; pass 2: cut at the rounded pass-1
     # shift, so the measured residual (and its bias) stays below half a pixel
     guess = r.reshape(n, gy, gx, 2)
     for _ in range(2):
         patches, eff = _cut(a, grid, guess)
-        spec = image_spectra(_tapered(patches, win)).reshape(n * gy * gx, py, px // 2 + 1)
+        spec = image_spectra(patches).reshape(n * gy * gx, py, px // 2 + 1)
         lim = np.array([py // 2 - 1, px // 2 - 1], dtype=np.float64)
         s = register_spectra(spec, tm, (py, px), lo=np.clip(lo - eff, -lim, lim),
                              hi=np.maximum(np.clip(hi - eff, -lim, lim), np.clip(lo - eff, -lim, lim)),

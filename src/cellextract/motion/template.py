@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from cellextract.motion.apply import apply_rigid
-from cellextract.motion.register import image_spectra, rigid_shifts
+from cellextract.motion.register import rigid_shifts, template_spectrum
 
 
 def sample_indices(n_frames: int, n_samples: int) -> np.ndarray:
@@ -75,7 +75,7 @@ def rigid_template(samples: np.ndarray, *, max_shifts=(5, 5), gSig_filt=None, ni
     template = np.median(samples, axis=0).astype(np.float32)
     shifts = np.zeros((samples.shape[0], 2), np.float32)
     for _ in range(max(1, int(niter_rig))):
-        spec = image_spectra(template, gSig_filt=gSig_filt)
+        spec = template_spectrum(template, gSig_filt=gSig_filt)
         shifts = np.concatenate([
             rigid_shifts(samples[i:i + 64], spec, max_shifts=max_shifts, gSig_filt=gSig_filt, upsample=upsample)
             for i in range(0, samples.shape[0], 64)])
