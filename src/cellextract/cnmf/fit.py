@@ -151,8 +151,11 @@ def _ring_spatial(rows, A, C, ring, block_bytes, *, dims, box):
     lo, hi = _column_ranges(A, dims, box + (ring.radius + 2) * ring.ssub_B + 1)
     Z = _project_blocks(rows, Ct, dims, lo, hi, block_bytes)
     Z -= ring.b0[:, None] * C.sum(1)[None, :]
-    R = Z - A @ (C @ Ct)
-    Z -= np.asarray(ring.apply(R), np.float32)
+    CCt = C @ Ct
+    for k0 in range(0, C.shape[0], 64):          # column chunks bound the temporaries
+        ch = slice(k0, min(C.shape[0], k0 + 64))
+        R = Z[:, ch] - np.asarray(A @ CCt[:, ch], np.float32)
+        Z[:, ch] -= np.asarray(ring.apply(R), np.float32)
     return Z
 
 
@@ -341,7 +344,7 @@ def fit_core(rows: RowSource, dims, A, C, o: dict) -> Estimates:
         else:
             Q, Yf = _lowrank_spatial(rows, A, C, b, f, bb, dims=dims, box=gSiz)
         masks = support_masks(A, dims, dilate=max(1, gSig // 2 + 1), box=gSiz)
-        Ad = hals_spatial(A.toarray(), Q, C @ C.T, masks, n_iter=3)
+        Ad = hals_spatial(A.toarray(), Q, C @ C.T, masks, n_iter=3, inplace=True)
         del Q
         A, keep = clean_footprints(Ad, dims)
         del Ad

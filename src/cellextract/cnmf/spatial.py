@@ -81,7 +81,7 @@ def support_masks(A: sp.spmatrix, dims: tuple[int, int], *, dilate: int, box: in
 
 
 def hals_spatial(A: np.ndarray, Q: np.ndarray, R: np.ndarray, masks: list, *,
-                 n_iter: int = 3) -> np.ndarray:
+                 n_iter: int = 3, inplace: bool = False) -> np.ndarray:
     """HALS sweeps over the footprints.
 
     Parameters
@@ -96,18 +96,20 @@ def hals_spatial(A: np.ndarray, Q: np.ndarray, R: np.ndarray, masks: list, *,
         Allowed pixels per component (see :func:`support_masks`).
     n_iter : int
         Number of sweeps.
+    inplace : bool
+        Update ``A`` in place when it is already a C-contiguous float32 array.
 
     Returns
     -------
     A : ndarray, shape (P, K), float32, >= 0, zero outside the masks.
     """
-    A = np.array(A, dtype=np.float32, order="C")
+    A = np.array(A, dtype=np.float32, order="C", copy=None if inplace else True)
     K = A.shape[1]
     R = np.asarray(R, np.float32)
     for k in range(K):
-        keep = np.zeros(A.shape[0], bool)
-        keep[masks[k]] = True
-        A[~keep, k] = 0.0
+        col = np.zeros(A.shape[0], np.float32)
+        col[masks[k]] = A[masks[k], k]
+        A[:, k] = col
     for _ in range(n_iter):
         for k in range(K):
             idx = masks[k]
