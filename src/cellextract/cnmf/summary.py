@@ -30,6 +30,7 @@ traces, no filtering, no threshold.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from cellextract.cnmf.filters import center_psf_kernel, gaussian_kernel, spatial_filter
@@ -171,7 +172,8 @@ def pilot_runs(T: int, n_frames: int, *, run_len: int = 200) -> list[tuple[int, 
 
 def _pixel_major(F: np.ndarray) -> np.ndarray:
     """(n, a, b) -> contiguous (a*b, n)."""
-    return np.ascontiguousarray(F.reshape(F.shape[0], -1).T)
+    X = np.ascontiguousarray(F.reshape(F.shape[0], -1), dtype=np.float32)
+    return cv2.transpose(X) if X.shape[0] > 1 else X.T.copy()
 
 
 def _row_median(X: np.ndarray) -> np.ndarray:
@@ -205,9 +207,15 @@ def baseline_noise(F: np.ndarray, *, remove_baseline: bool = True, pixel_major: 
     return base.reshape(shape).astype(np.float32), sigma.reshape(shape).astype(np.float32)
 
 
+def _filtered(read, a: int, b: int, kernel) -> np.ndarray:
+    """Frames a:b from ``read`` (a fresh float32 array), filtered in place."""
+    F = read(a, b)
+    return spatial_filter(F, kernel, out=F)
+
+
 def _pilot_stats(read, runs, kernel, *, remove_baseline: bool):
     """Baseline / noise of each pilot run, combined by their median over runs."""
-    bs, ss = zip(*(baseline_noise(spatial_filter(read(a, b), kernel), remove_baseline=remove_baseline)
+    bs, ss = zip(*(baseline_noise(_filtered(read, a, b, kernel), remove_baseline=remove_baseline)
                    for a, b in runs))
     if len(runs) == 1:
         return bs[0], ss[0]
@@ -238,7 +246,7 @@ def _corr_pnr_stream(read, T: int, shape, kernel, *, block: int, stats_frames: i
     runs = pilot_runs(T, stats_frames, run_len=run_len)
     bounds = _block_bounds(T, block)
     if len(bounds) == 1 and runs == [(0, T)]:
-        F = spatial_filter(read(0, T), kernel)
+        F = _filtered(read, 0, T, kernel)
         base, sigma = baseline_noise(F, remove_baseline=remove_baseline)
         pnr = _pnr(F.max(axis=0), base, sigma)
         return neighbour_correlation(_threshold(F, base, sigma, noise_thr)), pnr
@@ -247,7 +255,7 @@ def _corr_pnr_stream(read, T: int, shape, kernel, *, block: int, stats_frames: i
     fmax = np.full(shape, -np.inf, np.float32)
     acc = _CorrSums(shape)
     for t0, t1 in bounds:
-        F = spatial_filter(read(t0, t1), kernel)
+        F = _filtered(read, t0, t1, kernel)
         np.maximum(fmax, F.max(axis=0), out=fmax)
         acc.add(_threshold(F, base, sigma, noise_thr))
         prog.update(t1 - t0)
@@ -261,7 +269,7 @@ def _check_gsig(gSig):
 
 def correlation_pnr(Y: np.ndarray, *, gSig, gSiz=None, center_psf: bool = True,
                     remove_baseline: bool = True, noise_thr: float = 3.0,
-                    stats_frames: int = 2000, chunk_frames: int | None = None
+                    stats_frames: int = 1000, chunk_frames: int | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Correlation and PNR images of an in-memory movie (e.g. one patch).
 
@@ -300,7 +308,7 @@ def correlation_pnr(Y: np.ndarray, *, gSig, gSiz=None, center_psf: bool = True,
         raise ParameterError(f"correlation_pnr expects a (T, h, w) movie, got shape {Y.shape}")
     k = summary_kernel(gSig, gSiz, center_psf=center_psf)
     T = Y.shape[0]
-    return _corr_pnr_stream(lambda a, b: np.asarray(Y[a:b], dtype=np.float32), T, Y.shape[1:], k,
+    return _corr_pnr_stream(lambda a, b: np.array(Y[a:b], dtype=np.float32), T, Y.shape[1:], k,
                             block=chunk_frames or T, stats_frames=stats_frames,
                             remove_baseline=remove_baseline, noise_thr=noise_thr)
 
@@ -310,8 +318,8 @@ def _memmap_reader(Yr, dims, frame_step: int):
     H, W = dims
 
     def read(j0, j1):
-        blk = np.asarray(Yr[:, j0 * frame_step:j1 * frame_step:frame_step], dtype=np.float32)
-        return np.ascontiguousarray(blk.T).reshape(-1, W, H)
+        blk = np.ascontiguousarray(Yr[:, j0 * frame_step:j1 * frame_step:frame_step], dtype=np.float32)
+        return cv2.transpose(blk).reshape(-1, W, H)  # cv2's tiled transpose: ~3x numpy's
 
     return read
 
@@ -323,7 +331,7 @@ def _frames_cap(P: int, n: int, max_block_bytes: float) -> int:
 def correlation_pnr_memmap(Yr, dims, *, gSig, gSiz=None, center_psf: bool = True,
                            remove_baseline: bool = True, noise_thr: float = 3.0,
                            chunk_frames: int = 1000, frame_step: int = 1,
-                           stats_frames: int = 2000, max_block_bytes: float = 256e6
+                           stats_frames: int = 1000, max_block_bytes: float = 256e6
                            ) -> tuple[np.ndarray, np.ndarray]:
     """Correlation and PNR images streamed from a CaImAn memmap.
 
