@@ -61,12 +61,14 @@ def test_active_cluster_has_high_cn_pnr_noise_low():
     Y = _movie()
     cn, pnr = correlation_pnr(Y, gSig=3)
     assert cn.shape == pnr.shape == (40, 50)
-    assert cn[20, 25] > 0.9 and pnr[20, 25] > 30
+    assert cn[20, 25] > 0.9 and pnr[20, 25] > 10
     far = np.ones_like(cn, bool)
     far[10:31, 15:36] = False
-    assert np.median(cn[far]) < 0.4 and np.percentile(pnr[far], 99) < 8
+    assert np.median(cn[far]) < 0.4 and np.percentile(pnr[far], 99) < 6
     s = search_image(cn, pnr)
-    assert np.unravel_index(np.argmax(s), s.shape) in {(r, c) for r in (19, 20, 21) for c in (24, 25, 26)}
+    # PSD noise grows with the transients' power, so the peak may sit off-centre
+    r, c = np.unravel_index(np.argmax(s), s.shape)
+    assert abs(r - 20) <= 2 and abs(c - 25) <= 2
 
 
 def test_pure_noise_low_everything():
@@ -80,7 +82,7 @@ def test_background_does_not_fool_pnr():
     cn, pnr = correlation_pnr(Y, gSig=3)
     far = np.ones_like(cn, bool)
     far[10:31, 15:36] = False
-    assert pnr[20, 25] > 20 and np.percentile(pnr[far], 99) < 8
+    assert pnr[20, 25] > 10 and np.percentile(pnr[far], 99) < 8
 
 
 def test_memmap_equals_in_memory():
@@ -117,3 +119,10 @@ def test_pilot_runs_cover_and_spread():
     runs = pilot_runs(10000, 1000)
     assert sum(b - a for a, b in runs) >= 900 and runs[0][0] == 0 and runs[-1][1] == 10000
     assert all(b - a == 200 for a, b in runs)
+
+
+def test_psd_noise_matches_white_noise_std():
+    from cellextract.cnmf.summary import psd_noise
+    X = np.random.default_rng(7).normal(0, 2.5, (50, 400)).astype(np.float32)
+    s = psd_noise(X)
+    assert abs(np.median(s) - 2.5) < 0.1

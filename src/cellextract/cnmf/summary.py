@@ -6,9 +6,9 @@ Definitions (designed after CNMF-E, Zhou et al., eLife 2018):
   (:func:`~cellextract.cnmf.filters.center_psf_kernel`, ``center_psf=True``) or a plain
   Gaussian (``center_psf=False``); the filter removes smooth one-photon background.
 * Per pixel, the filtered trace ``f(t)`` gets a **baseline** ``b`` (median over time) and a
-  **noise level** ``sigma`` from the robust MAD of its first differences:
-  ``sigma = 1.4826 * median(|f(t+1) - f(t)|) / sqrt(2)`` (white noise; calcium transients
-  are slow and rare, so they barely move the median, unlike the variance).
+  **noise level** ``sigma`` from its power spectrum: the mean of ``|FFT|^2 / n`` over
+  0.25-0.5 cycles/frame (the upper half of the band up to Nyquist), as CaImAn does, so
+  ``min_pnr`` keeps CaImAn's meaning (:func:`psd_noise`).
 * ``pnr = max_t (f(t) - b) / sigma`` (clipped at 0).
 * ``cn`` = mean Pearson correlation of each pixel's *thresholded* filtered trace with those
   of its 8 neighbours (fewer at the border), where the thresholded trace is
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import scipy.fft as sp_fft
 
 from cellextract.cnmf.filters import center_psf_kernel, gaussian_kernel, spatial_filter
 from cellextract.errors import ParameterError
@@ -39,7 +40,7 @@ from cellextract.log import Progress, get_logger
 
 __all__ = ["correlation_pnr", "correlation_pnr_memmap", "local_correlation",
            "local_correlation_memmap", "neighbour_correlation", "baseline_noise",
-           "pilot_runs", "search_image",
+           "pilot_runs", "psd_noise", "search_image",
            "summary_kernel", "MAD_SCALE"]
 
 log = get_logger(__name__)
@@ -183,13 +184,44 @@ def _row_median(X: np.ndarray) -> np.ndarray:
     return X[:, k].copy()
 
 
-def baseline_noise(F: np.ndarray, *, remove_baseline: bool = True, pixel_major: bool = False):
-    """Per-pixel baseline (median) and noise (MAD of first differences) of filtered frames.
+def psd_noise(X: np.ndarray, *, band=(0.25, 0.5), rows: int = 8192) -> np.ndarray:
+    """Noise standard deviation of each row of ``X`` (m, n) from its power spectrum.
+
+    ``sigma^2`` is the mean of ``|rfft(x - mean)|^2 / n`` over the frequencies in ``band``
+    (cycles per frame; (0.25, 0.5) is the upper half of the spectrum up to Nyquist), which
+    equals the variance for white noise (CaImAn's ``noise_method='mean'``). Calcium
+    transients leak some power into the band, so active pixels get a somewhat larger
+    estimate than the pure noise (as in CaImAn).
+
+    Returns
+    -------
+    ndarray, shape (m,), float32
+    """
+    n = X.shape[1]
+    freqs = np.fft.rfftfreq(n)
+    sel = (freqs >= band[0]) & (freqs <= band[1])
+    out = np.empty(X.shape[0], np.float32)
+    if n < 4 or not sel.any():
+        out[:] = np.std(X, axis=1) if n > 1 else 0.0
+        return out
+    for r0 in range(0, X.shape[0], rows):
+        blk = X[r0:r0 + rows]
+        Z = sp_fft.rfft(blk - blk.mean(axis=1, keepdims=True), axis=1)[:, sel]
+        out[r0:r0 + rows] = np.sqrt((Z.real ** 2 + Z.imag ** 2).mean(axis=1) / n)
+    return out
+
+
+def baseline_noise(F: np.ndarray, *, remove_baseline: bool = True, pixel_major: bool = False,
+                   noise_method: str = "psd"):
+    """Per-pixel baseline (median) and noise level of filtered frames.
 
     Parameters
     ----------
     F : ndarray, shape (n, a, b), or (a, b, n) if ``pixel_major``
         Filtered consecutive frames.
+    noise_method : {'psd', 'mad'}
+        :func:`psd_noise` (default, CaImAn's definition) or the robust MAD of first
+        differences (``1.4826 * median|diff| / sqrt(2)``; insensitive to transients).
 
     Returns
     -------
@@ -201,9 +233,13 @@ def baseline_noise(F: np.ndarray, *, remove_baseline: bool = True, pixel_major: 
     else:
         shape = F.shape[1:]
         Ft = _pixel_major(F)
-    D = np.abs(np.diff(Ft, axis=1))
+    if noise_method == "psd":
+        sigma = psd_noise(Ft)
+    elif noise_method == "mad":
+        sigma = _row_median(np.abs(np.diff(Ft, axis=1))) * np.float32(MAD_SCALE)
+    else:
+        raise ParameterError(f"noise_method must be 'psd' or 'mad', got {noise_method!r}")
     base = _row_median(Ft) if remove_baseline else np.zeros(Ft.shape[0], np.float32)
-    sigma = _row_median(D) * np.float32(MAD_SCALE)
     return base.reshape(shape).astype(np.float32), sigma.reshape(shape).astype(np.float32)
 
 
