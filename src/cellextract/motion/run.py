@@ -39,6 +39,7 @@ from cellextract.log import Progress, get_logger
 from cellextract.motion.correct import Corrector, to_columns
 from cellextract.motion.params import MotionParams, check_params
 from cellextract.motion.template import read_samples, rigid_template
+from cellextract.motion.threads import single_threaded
 
 log = get_logger(__name__)
 
@@ -288,16 +289,21 @@ def motion_correct(reader, out_dir, name: str, *, motion_correct: bool = True, p
     -------
     MotionResult
     """
+    with single_threaded():
+        return _motion_correct(reader, out_dir, name, motion_correct=motion_correct, pw_rigid=pw_rigid,
+                               gSig_filt=gSig_filt, max_shifts=max_shifts, strides=strides, overlaps=overlaps,
+                               max_deviation_rigid=max_deviation_rigid, border_nan=border_nan,
+                               niter_rig=niter_rig, upsample_factor_grid=upsample_factor_grid,
+                               n_processes=n_processes, chunk_frames=chunk_frames)
+
+
+def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
     t0 = time.perf_counter()
     spec, rd = _source_spec(reader)
     T, dims = int(rd.n_frames), (int(rd.dims[0]), int(rd.dims[1]))
     if T < 1:
         raise InputError(f"motion_correct: movie has no frames ({spec[0]})")
-    p = check_params(dims, motion_correct=motion_correct, pw_rigid=pw_rigid, gSig_filt=gSig_filt,
-                     max_shifts=max_shifts, strides=strides, overlaps=overlaps,
-                     max_deviation_rigid=max_deviation_rigid, border_nan=border_nan, niter_rig=niter_rig,
-                     upsample_factor_grid=upsample_factor_grid, n_processes=n_processes,
-                     chunk_frames=chunk_frames)
+    p = check_params(dims, **kw)
     H, W = dims
     P = H * W
     frame_bytes = 4 * P
