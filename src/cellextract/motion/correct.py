@@ -79,11 +79,10 @@ class Corrector:
         if bad.any():
             fill = np.nanmean(np.where(bad, np.nan, x), axis=1, keepdims=True) if not bad.all() else 0.0
             x = np.where(bad, np.nan_to_num(fill), x)
-        x = x.astype(np.float64)
-        xc = x - x.mean(axis=1, keepdims=True)
-        nx = np.linalg.norm(xc, axis=1)
+        xc = x - x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        nx = np.sqrt(np.einsum("ij,ij->i", xc, xc, dtype=np.float64))
         with np.errstate(invalid="ignore", divide="ignore"):
-            c = (xc @ self._t.astype(np.float64)) / nx
+            c = (xc @ self._t).astype(np.float64) / nx
         allbad = bad.all(axis=1)
         c[allbad] = np.nan
         return c.astype(np.float32)
