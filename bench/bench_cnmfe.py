@@ -105,9 +105,10 @@ def main(argv=None):
     print(f"movie {dims[0]}x{dims[1]}x{T}, {tr.A.shape[1]} neurons written in "
           f"{time.perf_counter() - t0:.1f} s: {path}", flush=True)
     params = make_params(a, tr.fr, tr.decay_time)
-    q = mp.get_context("fork").Queue()
+    ctx = mp.get_context("spawn")   # clean child: RSS counts only the fit
+    q = ctx.Queue()
     out = str(work / "fit.npz")
-    p = mp.get_context("fork").Process(target=_fit_child, args=(path, params, a.n_processes,
+    p = ctx.Process(target=_fit_child, args=(path, params, a.n_processes,
                                                                  out, q))
     p.start()
     res = q.get()

@@ -33,7 +33,7 @@ def test_spatial_update_recovers_footprints_given_true_traces():
     # start from shrunken, shifted footprints
     A0 = _blobs(dims, [(r + 1, c - 1) for r, c in centers], sig=1.2)
     masks = support_masks(sp.csc_matrix(A0), dims, dilate=4, box=8)
-    Ah = hals_spatial(A0, Y @ C.T, C @ C.T, masks, n_iter=20)
+    Ah = hals_spatial(A0, Y @ C.T, C @ C.T, masks, n_iter=20).toarray()
     for k in range(4):
         assert np.corrcoef(Ah[:, k], A[:, k])[0, 1] > 0.95
         assert (Ah[:, k] >= 0).all()

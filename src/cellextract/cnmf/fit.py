@@ -45,7 +45,8 @@ DEFAULTS = dict(
     p=1, bas_nonneg=False, method_deconvolution="oasis", fr=30.0, decay_time=0.4,
     noise_range=(0.25, 0.5), noise_method="mean", merge_thr=0.7,
     update_background_components=True, refit=False,
-    n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, init_fn=None,
+    n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, init_fn=None, residual_search=True,
+    dup_thr=0.6,
 )
 
 
@@ -287,16 +288,23 @@ def initialize(src, dims, o, n_processes):
 
 # ----------------------------------------------------------------------------- core
 
-def fit_core(rows: RowSource, dims, A, C, o: dict) -> Estimates:
-    """Background estimation and alternating updates from initial ``A`` (P, K), ``C`` (K, T)."""
+def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None) -> Estimates:
+    """Background estimation and alternating updates from initial ``A`` (P, K), ``C`` (K, T).
+
+    ``cache`` (a dict, optional) keeps the statistics pass between calls on the same data.
+    """
     t0 = time.perf_counter()
     bb = o["block_bytes"]
     nb = int(o["nb"])
     gSiz = _pair(o["gSiz"])[0]
     gSig = _pair(o["gSig"])[0]
     tbin = max(1, int(np.ceil(rows.T / o["max_bg_frames"])))
-    mean_Y, sn, Yds = stats_pass(rows, dims, ssub_B=o["ssub_B"], tbin=tbin, need_ds=nb == 0, block_bytes=bb,
-                                 noise_range=o["noise_range"], noise_method=o["noise_method"])
+    cache = {} if cache is None else cache
+    if "stats" not in cache:
+        cache["stats"] = stats_pass(rows, dims, ssub_B=o["ssub_B"], tbin=tbin, need_ds=nb == 0,
+                                    block_bytes=bb, noise_range=o["noise_range"],
+                                    noise_method=o["noise_method"])
+    mean_Y, sn, Yds = cache["stats"]
     A, C = _normalize(A, C)
     g = g_from_decay(p=o["p"], decay_time=o["decay_time"], fr=o["fr"])
     tkw = dict(p=o["p"], g=g, bas_nonneg=o["bas_nonneg"], noise_range=o["noise_range"],
@@ -344,7 +352,7 @@ def fit_core(rows: RowSource, dims, A, C, o: dict) -> Estimates:
         else:
             Q, Yf = _lowrank_spatial(rows, A, C, b, f, bb, dims=dims, box=gSiz)
         masks = support_masks(A, dims, dilate=max(1, gSig // 2 + 1), box=gSiz)
-        Ad = hals_spatial(A.toarray(), Q, C @ C.T, masks, n_iter=3, inplace=True)
+        Ad = hals_spatial(A, Q, C @ C.T, masks, n_iter=3)
         del Q
         A, keep = clean_footprints(Ad, dims)
         del Ad
@@ -376,6 +384,80 @@ def fit_core(rows: RowSource, dims, A, C, o: dict) -> Estimates:
     return est
 
 
+def residual_init_patch(Yp: np.ndarray, pdims, *, A_p, C_p, o: dict):
+    """Search one patch's residual (data - neurons - local ring background) for neurons.
+
+    Parameters
+    ----------
+    Yp : ndarray, shape (h*w, T)
+    pdims : (int, int)
+    A_p : sparse, shape (h*w, K_p)
+        Known footprints restricted to the patch.
+    C_p : ndarray, shape (K_p, T)
+    o : dict
+
+    Returns
+    -------
+    (A (h*w, K_new) csc, C (K_new, T), None, None)
+    """
+    from cellextract.cnmf.init_corr_pnr import init_corr_pnr
+    T = Yp.shape[1]
+    tbin = max(1, int(np.ceil(T / o["max_bg_frames"])))
+    A_p = sp.csc_matrix(A_p, dtype=np.float32)
+    C_p = np.asarray(C_p, np.float32)
+    D = downsample_operator(pdims, o["ssub_B"])
+    ring = fit_ring_model(D @ _bin_time(Yp, tbin), A_p, _bin_time(C_p, tbin),
+                          mean_Y=Yp.mean(1), mean_C=C_p.mean(1), dims=pdims,
+                          gSiz=_pair(o["gSiz"])[0], ring_size_factor=o["ring_size_factor"],
+                          ssub_B=o["ssub_B"])
+    R = Yp - np.asarray(A_p @ C_p, np.float32)
+    R -= np.asarray(ring.background(R), np.float32)
+    r = init_corr_pnr(rows_to_frames(R, pdims), gSig=o["gSig"], gSiz=o["gSiz"],
+                      min_corr=o["min_corr"], min_pnr=o["min_pnr"], K=o["K"],
+                      center_psf=o["center_psf"], tsub=o["tsub"], ssub=o["ssub"])
+    return sp.csc_matrix(r.A, dtype=np.float32), np.asarray(r.C, np.float32), None, None
+
+
+def _patch_rows(patch, dims):
+    H = int(dims[0])
+    (r0, r1), (c0, c1) = patch.rows, patch.cols
+    return np.concatenate([np.arange(r0 + c * H, r1 + c * H) for c in range(c0, c1)])
+
+
+def residual_search(src, dims, A, C, o, n_processes):
+    """Neurons missed by the first initialisation, found in the model residual.
+
+    The analogue of CNMF-E's second initialisation pass (CaImAn ``init_iter = 2``):
+    in every patch the fitted neurons and a local ring background are removed and
+    corr_pnr seeds are searched again with the same thresholds. New components that
+    duplicate known ones (footprint cosine > ``dup_thr``) are dropped.
+
+    Returns
+    -------
+    A_new : csc_matrix, shape (P, K_new)
+    C_new : ndarray, shape (K_new, T)
+    """
+    patches = patch_grid(dims, rf=o["rf"], stride=o["stride"], border_pix=o["border_pix"])
+    Ar = sp.csr_matrix(A)
+    per = []
+    for p in patches:
+        Ap = Ar[_patch_rows(p, dims)]
+        ks = np.flatnonzero(np.asarray(Ap.getnnz(axis=0)) > 0)
+        per.append(dict(A_p=sp.csc_matrix(Ap[:, ks]), C_p=C[ks]))
+    parts = map_patches(src, dims, patches, residual_init_patch, n_processes=n_processes,
+                        per_patch=per, o=o)
+    An, Cn = combine_patches([(a, c) for a, c, _, _ in parts], patches, dims,
+                             del_duplicates=True, merge_thr=o["merge_thr"],
+                             dup_thr=o["dup_thr"])
+    if An.shape[1] == 0:
+        return An, Cn
+    nA = np.sqrt(np.asarray(A.multiply(A).sum(0))).ravel()
+    nN = np.sqrt(np.asarray(An.multiply(An).sum(0))).ravel()
+    cos = np.asarray((An.T @ A).todense()) / np.outer(np.maximum(nN, 1e-12), np.maximum(nA, 1e-12))
+    keep = cos.max(axis=1) <= o["dup_thr"] if A.shape[1] else np.ones(An.shape[1], bool)
+    return sp.csc_matrix(An[:, keep]), Cn[keep]
+
+
 def _run(src, dims, T, o, n_processes) -> Estimates:
     _check_opts(o)
     t0 = time.perf_counter()
@@ -388,10 +470,22 @@ def _run(src, dims, T, o, n_processes) -> Estimates:
             f"(min_corr={o['min_corr']}, min_pnr={o['min_pnr']}, gSig={o['gSig']}); "
             "try lower min_corr / min_pnr or check the movie")
     rows = RowSource(src, P, T)
-    est = fit_core(rows, dims, A, C, o)
+    cache: dict = {}
+    search = (o["residual_search"] and o["method_init"] == "corr_pnr" and int(o["nb"]) == 0
+              and o["init_fn"] is None)
+    if search:
+        est = fit_core(rows, dims, A, C, dict(o, n_rounds=1), cache=cache)
+        An, Cn = residual_search(src, dims, est.A, est.C, o, n_processes)
+        log.info("residual search: %d new components", An.shape[1])
+        A = sp.hstack([est.A, An], format="csc").astype(np.float32)
+        C = np.vstack([est.C, Cn]).astype(np.float32)
+        est = fit_core(rows, dims, A, C, dict(o, n_rounds=max(1, int(o["n_rounds"]) - 1)),
+                       cache=cache)
+    else:
+        est = fit_core(rows, dims, A, C, o, cache=cache)
     if o["refit"]:
         log.info("refit: re-running the updates seeded with %d footprints", est.A.shape[1])
-        est = fit_core(rows, dims, est.A, est.C, o)
+        est = fit_core(rows, dims, est.A, est.C, o, cache=cache)
     est.Cn = cn
     est.extra.update(cn=cn, pnr=pnr, fit_seconds=time.perf_counter() - t0)
     log.info("fit: %d components in %.1f s", est.n_components, time.perf_counter() - t0)

@@ -145,7 +145,7 @@ def _worker(args):
 
 
 def map_patches(src, dims: tuple[int, int], patches: list[Patch], func, *, n_processes: int = 1,
-                **kwargs) -> list:
+                per_patch=None, **kwargs) -> list:
     """Apply ``func(Yp (h*w, T), pdims, **kwargs)`` to every patch.
 
     Parameters
@@ -155,13 +155,16 @@ def map_patches(src, dims: tuple[int, int], patches: list[Patch], func, *, n_pro
         ``(P, T)`` array (processed in this process).
     n_processes : int
         Worker processes (``fork`` pool) when ``src`` is a path.
+    per_patch : list of dict, optional
+        Extra keyword arguments for each patch (same order as ``patches``).
 
     Returns
     -------
     list
         ``func`` results in patch order (deterministic).
     """
-    jobs = [(src, dims, p, func, kwargs) for p in patches]
+    jobs = [(src, dims, p, func, kwargs if per_patch is None else dict(kwargs, **per_patch[i]))
+            for i, p in enumerate(patches)]
     out = [None] * len(patches)
     t0 = time.perf_counter()
     n = len(patches)

@@ -80,45 +80,76 @@ def support_masks(A: sp.spmatrix, dims: tuple[int, int], *, dilate: int, box: in
     return out
 
 
-def hals_spatial(A: np.ndarray, Q: np.ndarray, R: np.ndarray, masks: list, *,
-                 n_iter: int = 3, inplace: bool = False) -> np.ndarray:
-    """HALS sweeps over the footprints.
+def hals_spatial(A, Q: np.ndarray, R: np.ndarray, masks: list, *,
+                 n_iter: int = 3) -> sp.csc_matrix:
+    """HALS sweeps over the footprints, each restricted to its mask.
+
+    Works on per-component vectors over the mask pixels: the update of ``a_k`` on its
+    mask ``M_k`` is ``max(0, (Q[M_k, k] - sum_{j != k} R[j, k] a_j[M_k]) / R[k, k])``
+    where only components whose masks intersect ``M_k`` contribute. Cost and memory
+    scale with the mask sizes, not with ``P x K``.
 
     Parameters
     ----------
-    A : ndarray, shape (P, K), float32
-        Current footprints (dense; modified copy returned).
+    A : ndarray or sparse, shape (P, K)
+        Current footprints.
     Q : ndarray, shape (P, K)
         ``Yb C^T``.
     R : ndarray, shape (K, K)
         ``C C^T``.
     masks : list of int arrays
-        Allowed pixels per component (see :func:`support_masks`).
+        Allowed (sorted) pixels per component (see :func:`support_masks`).
     n_iter : int
         Number of sweeps.
-    inplace : bool
-        Update ``A`` in place when it is already a C-contiguous float32 array.
 
     Returns
     -------
-    A : ndarray, shape (P, K), float32, >= 0, zero outside the masks.
+    A : csc_matrix, shape (P, K), float32, >= 0, zero outside the masks.
     """
-    A = np.array(A, dtype=np.float32, order="C", copy=None if inplace else True)
-    K = A.shape[1]
+    A = sp.csc_matrix(A, dtype=np.float32)
+    P, K = A.shape
     R = np.asarray(R, np.float32)
-    for k in range(K):
-        col = np.zeros(A.shape[0], np.float32)
-        col[masks[k]] = A[masks[k], k]
-        A[:, k] = col
+    vals = [np.asarray(A[m, k].toarray()).ravel() if m.size else np.zeros(0, np.float32)
+            for k, m in enumerate(masks)]
+    q = [np.asarray(Q[m, k], np.float32) for k, m in enumerate(masks)]
+    # overlaps: for each k, the j != k with shared mask pixels and the index maps
+    owner_ptr = np.concatenate([[0], np.cumsum([m.size for m in masks])])
+    pix = np.concatenate(masks) if K else np.zeros(0, np.int64)
+    comp = np.repeat(np.arange(K), [m.size for m in masks])
+    order = np.lexsort((comp, pix))
+    pix_s, comp_s = pix[order], comp[order]
+    pos_s = (np.arange(pix.size) - owner_ptr[comp])[order]
+    nbrs = [[] for _ in range(K)]
+    starts = np.flatnonzero(np.r_[True, pix_s[1:] != pix_s[:-1]])
+    ends = np.r_[starts[1:], pix_s.size]
+    multi = np.flatnonzero(ends - starts > 1)
+    pairs: dict = {}
+    for g in multi:
+        cs, ps = comp_s[starts[g]:ends[g]], pos_s[starts[g]:ends[g]]
+        for a in range(cs.size):
+            for b in range(cs.size):
+                if a != b:
+                    pairs.setdefault((cs[a], cs[b]), ([], []))
+                    pairs[(cs[a], cs[b])][0].append(ps[a])
+                    pairs[(cs[a], cs[b])][1].append(ps[b])
+    for (k, j), (pk, pj) in pairs.items():
+        nbrs[k].append((j, np.asarray(pk), np.asarray(pj)))
     for _ in range(n_iter):
         for k in range(K):
-            idx = masks[k]
-            if idx.size == 0 or R[k, k] <= 0:
-                A[:, k] = 0.0
+            if vals[k].size == 0:
                 continue
-            a = A[idx, k] + (Q[idx, k] - A[idx] @ R[:, k]) / R[k, k]
-            A[idx, k] = np.maximum(a, 0.0)
-    return A
+            if R[k, k] <= 0:
+                vals[k][:] = 0
+                continue
+            acc = q[k].copy()
+            for j, pk, pj in nbrs[k]:
+                acc[pk] -= R[j, k] * vals[j][pj]
+            vals[k] = np.maximum(acc / R[k, k], 0).astype(np.float32)
+    indptr = np.concatenate([[0], np.cumsum([m.size for m in masks])])
+    data = np.concatenate(vals) if K else np.zeros(0, np.float32)
+    out = sp.csc_matrix((data, pix if K else np.zeros(0, np.int64), indptr), shape=(P, K))
+    out.eliminate_zeros()
+    return out
 
 
 def clean_footprints(A: np.ndarray | sp.spmatrix, dims: tuple[int, int], *,
