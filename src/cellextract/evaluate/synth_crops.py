@@ -9,7 +9,8 @@ Positives (label 1): a single neuron, as the engine would return it —
   ellipses (radius 0.9-2 g) with or without a dark nucleus, and, when available, footprints from
   the project simulator (:mod:`cellextract.simulate.footprints`);
 * augmented with multiplicative texture, weak leakage from up to three neighbours (peak <= 0.35),
-  additive positive noise, thresholding of the lowest values, truncation to a square box, blur.
+  grid/stripe texture and grainy noise (as in noisy engine footprints), additive positive noise,
+  thresholding of the lowest values, truncation to a square box, blur.
 
 Negatives (label 0), one of:
 
@@ -20,7 +21,8 @@ Negatives (label 0), one of:
 * ``vessel``: thin elongated curves longer than 5 g;
 * ``offcentre``: a cell plus a comparable diffuse mass 2-3.5 g away (centroid off the cell).
 
-The same augmentations (noise, thresholding, blur) are applied to negatives.
+The same augmentations (texture, noise, thresholding, truncation, blur) are applied to
+negatives, so none of them is a class cue.
 """
 
 from __future__ import annotations
@@ -178,11 +180,22 @@ def _augment(rng, img, S, c, g, *, positive):
             a, d = rng.uniform(0, 2 * np.pi), g * rng.uniform(2.0, 4.0)
             nb = _cell(rng, S, c + d * np.sin(a), c + d * np.cos(a), g)
             img = np.maximum(img, rng.uniform(0.05, 0.35) * nb)
+    if rng.random() < 0.3:                                 # grid / stripe texture (engine-like)
+        yy, xx = _grid(S)
+        per = rng.uniform(2.0, 4.0)
+        ph = rng.uniform(0, 2 * np.pi, 2)
+        amp = rng.uniform(0.2, 0.7)
+        tex = 1 + amp * np.sin(2 * np.pi * xx / per + ph[0])
+        if rng.random() < 0.5:
+            tex = tex * (1 + amp * np.sin(2 * np.pi * yy / per + ph[1]))
+        img = img * np.clip(tex, 0, None)
+    if rng.random() < 0.25:                                # grainy multiplicative noise
+        img = img * np.clip(1 + rng.uniform(0.2, 0.8) * rng.standard_normal((S, S)), 0, None)
     if rng.random() < 0.5:                                 # additive positive noise
         img = img + rng.uniform(0, 0.15) * rng.random((S, S)).astype(np.float32) * (img > 0)
     if rng.random() < 0.5:                                 # sparse support
         img = np.where(img >= rng.uniform(0, 0.25) * img.max(), img, 0)
-    if rng.random() < 0.3:                                 # truncation to the search box
+    if rng.random() < 0.4:                                 # truncation to the search box
         h = int(round(g * rng.uniform(2.0, 4.0)))
         ci = int(round(c))
         box = np.zeros_like(img)

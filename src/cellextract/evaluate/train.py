@@ -172,7 +172,12 @@ def main(argv: list[str] | None = None) -> float:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--extra", action="append", default=[],
-                    help="npz with extra labelled 'crops' (n, 32, 32) and 'labels' (n,)")
+                    help="npz with extra labelled 'crops' (n, 32, 32) and 'labels' (n,), e.g. "
+                         "from cellextract.evaluate.engine_crops")
+    ap.add_argument("--extra-repeat", type=int, default=10,
+                    help="how many times the --extra crops enter each epoch (randomly rotated)")
+    ap.add_argument("--extra-val", action="append", default=[],
+                    help="npz of held-out labelled crops (e.g. engine components on other seeds)")
     ap.add_argument("--fixture", default=None,
                     help="also write a few held-out crops and their predictions (test fixture)")
     a = ap.parse_args(argv)
@@ -183,8 +188,8 @@ def main(argv: list[str] | None = None) -> float:
     Xv, yv, kv = make_dataset(a.n_val, seed=9_000_000 + a.seed)
     for path in a.extra:
         with np.load(path) as z:
-            X = np.concatenate([X, z["crops"].astype(np.float32)])
-            y = np.concatenate([y, z["labels"].astype(np.int8)])
+            X = np.concatenate([X] + [z["crops"].astype(np.float32)] * a.extra_repeat)
+            y = np.concatenate([y] + [z["labels"].astype(np.int8)] * a.extra_repeat)
     print(f"data: {len(X)} training / {len(Xv)} held-out crops in "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
     params = train(X, y, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed, X_val=Xv, y_val=yv)
@@ -195,10 +200,18 @@ def main(argv: list[str] | None = None) -> float:
         what = "accepted at 0.5" if kind == "cell" else "scored >= 0.5"
         print(f"  {kind:10s} n={sel.sum():5d} {what}: {np.mean(pv[sel] >= 0.5):.3f}")
     print(f"held-out ROC AUC {auc:.4f}", flush=True)
+    meta = {}
+    for path in a.extra_val:
+        with np.load(path) as z:
+            pe, ye = predict(z["crops"], params=params), z["labels"]
+        meta["meta_auc_engine"] = np.float64(roc_auc(pe, ye))
+        print(f"held-out engine crops {path}: n={len(ye)}, ROC AUC {meta['meta_auc_engine']:.4f}, "
+              f"true scored <= 0.1: {np.mean(pe[ye == 1] <= 0.1):.3f}, "
+              f"false scored >= 0.9: {np.mean(pe[ye == 0] >= 0.9):.3f}", flush=True)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **params, meta_auc=np.float64(auc), meta_n_train=np.int64(len(X)),
-                        meta_epochs=np.int64(a.epochs), meta_seed=np.int64(a.seed))
+                        meta_epochs=np.int64(a.epochs), meta_seed=np.int64(a.seed), **meta)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
     if a.fixture:
         pick = np.concatenate([np.nonzero(yv == 1)[0][:4], np.nonzero(yv == 0)[0][:4]])
