@@ -226,16 +226,16 @@ def _stream_means(Yr: np.ndarray, need: list[np.ndarray], frames: list[np.ndarra
         i0, i1 = bd
         p0, p1 = int(union[i0]), int(union[i1 - 1]) + 1
         block = np.asarray(Yr[p0:p1], dtype=np.float32)          # contiguous read (n, T)
+        bmean = block.mean(axis=1, dtype=np.float64) if want_full_mean else None
         res = []
         for k in np.nonzero((lo < p1) & (hi >= p0))[0]:
             a, b = np.searchsorted(need[k], [p0, p1])
             if b <= a:
                 continue
             loc = need[k][a:b] - p0
-            sub = block[loc]
-            fm = sub[:, frames[k]].mean(axis=1) if frames[k].size else np.zeros(b - a)
-            am = sub.mean(axis=1, dtype=np.float64) if want_full_mean else None
-            res.append((k, a, b, fm, am))
+            fm = (block[np.ix_(loc, frames[k])].mean(axis=1, dtype=np.float64)
+                  if frames[k].size else np.zeros(b - a))
+            res.append((k, a, b, fm, bmean[loc] if want_full_mean else None))
         return res
 
     prog = Progress(len(bounds), "pixel blocks", log, every=10.0)
