@@ -144,6 +144,13 @@ def _worker(args):
     return patch.index, res, time.perf_counter() - t0
 
 
+def _pool_worker(args):
+    """:func:`_worker` with one BLAS/OpenCV thread (the pool already uses the cores)."""
+    from cellextract.motion.threads import single_threaded
+    with single_threaded():
+        return _worker(args)
+
+
 def map_patches(src, dims: tuple[int, int], patches: list[Patch], func, *, n_processes: int = 1,
                 per_patch=None, **kwargs) -> list:
     """Apply ``func(Yp (h*w, T), pdims, **kwargs)`` to every patch.
@@ -171,7 +178,7 @@ def map_patches(src, dims: tuple[int, int], patches: list[Patch], func, *, n_pro
     if n_processes > 1 and n > 1 and isinstance(src, (str, os.PathLike)):
         ctx = mp.get_context("fork")
         with ctx.Pool(min(n_processes, n)) as pool:
-            for i, (idx, res, _) in enumerate(pool.imap_unordered(_worker, jobs)):
+            for i, (idx, res, _) in enumerate(pool.imap_unordered(_pool_worker, jobs)):
                 out[idx] = res
                 _report(i + 1, n, res, t0)
     else:
