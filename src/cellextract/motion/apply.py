@@ -71,8 +71,7 @@ def apply_rigid(frames: np.ndarray, shifts: np.ndarray, *, border_nan="copy", ou
     if out is None:
         out = np.empty_like(a)
     for i in range(n):
-        M = np.array([[1.0, 0.0, s[i, 1]], [0.0, 1.0, s[i, 0]]])
-        cv2.warpAffine(a[i], M, (W, H), dst=out[i], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        shift_cubic(a[i], s[i, 0], s[i, 1], out=out[i])
         val = _fill_value(a[i], border_nan)
         if val is not None:  # pixels whose source lies more than 0.01 px outside the frame
             y0, y1 = _valid_range(s[i, 0], H)
@@ -82,6 +81,52 @@ def apply_rigid(frames: np.ndarray, shifts: np.ndarray, *, border_nan="copy", ou
             out[i, :, :x0] = val
             out[i, :, x1:] = val
     return out[0] if single else out
+
+
+def cubic_weights(t: float, a: float = -0.75) -> np.ndarray:
+    """Keys cubic-convolution weights (OpenCV's ``a = -0.75``) of the taps at offsets
+    -1, 0, 1, 2 from ``floor(x)`` for fractional position ``t`` in [0, 1)."""
+    x = np.array([1.0 + t, t, 1.0 - t, 2.0 - t])
+    w = np.where(x <= 1.0, (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1, a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a)
+    return w.astype(np.float32)
+
+
+def shift_cubic(frame: np.ndarray, shift_y: float, shift_x: float, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Translate one frame by a sub-pixel shift with separable bicubic interpolation.
+
+    ``out(y, x) = frame(y - shift_y, x - shift_x)``, edges replicated. A translation
+    makes bicubic interpolation separable with the same 4 weights for every pixel, so it
+    is an integer offset plus a 4-tap ``cv2.sepFilter2D`` — exact in the sub-pixel
+    position (``warpAffine`` rounds it to 1/32 px) and about 3x faster.
+
+    Parameters
+    ----------
+    frame : np.ndarray
+        ``(H, W)`` float32.
+    shift_y, shift_x : float
+        Registration shift in pixels.
+    out : np.ndarray, optional
+        ``(H, W)`` float32 output buffer.
+
+    Returns
+    -------
+    np.ndarray
+        ``(H, W)`` float32.
+    """
+    H, W = frame.shape
+    src_y, src_x = -float(shift_y), -float(shift_x)  # source offset
+    iy, ix = int(np.floor(src_y)), int(np.floor(src_x))
+    ky, kx = cubic_weights(src_y - iy), cubic_weights(src_x - ix)
+    p = max(abs(iy), abs(ix)) + 3
+    pad = cv2.copyMakeBorder(frame, p, p, p, p, cv2.BORDER_REPLICATE)
+    y0, x0 = p + iy - 1, p + ix - 1
+    # only the rows/cols needed: window of (H+3, W+3) starting at the first tap
+    win = pad[y0:y0 + H + 3, x0:x0 + W + 3]
+    f = cv2.sepFilter2D(win, cv2.CV_32F, kx, ky, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+    if out is None:
+        return f[:H, :W].copy()
+    out[...] = f[:H, :W]
+    return out
 
 
 def _valid_range(shift: float, n: int) -> tuple[int, int]:
