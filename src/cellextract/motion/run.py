@@ -43,7 +43,7 @@ from cellextract.motion.threads import single_threaded
 
 log = get_logger(__name__)
 
-N_TEMPLATE_FRAMES = 300
+N_TEMPLATE_FRAMES = 200
 SUB_BATCH_BYTES = 24 << 20  # frames registered together (FFT batch)
 CHUNK_BYTES = 96 << 20  # frames per chunk (one memmap column block)
 ROW_BAND_BYTES = 64 << 20  # mapped rows per write
@@ -367,11 +367,11 @@ def _template(rd, p: MotionParams) -> np.ndarray:
         return np.nan_to_num(np.nanmean(samples, axis=0)).astype(np.float32)
     template, _ = rigid_template(samples, max_shifts=p.max_shifts, gSig_filt=p.gSig_filt, niter_rig=p.niter_rig)
     if p.pw_rigid:  # one piecewise-rigid refinement of the template
-        c = Corrector(template, MotionParams(**(_tuple_fix(p) | {"border_nan": True})))
-        reg = np.concatenate([c.correct(samples[i:i + 32]).frames for i in range(0, samples.shape[0], 32)])
-        with np.errstate(invalid="ignore"):
-            m = np.nanmean(reg, axis=0)
-        template = np.where(np.isfinite(m), m, template).astype(np.float32)
+        c = Corrector(template, MotionParams(**(_tuple_fix(p) | {"border_nan": "copy"})))
+        acc = np.zeros(template.shape)
+        for i in range(0, samples.shape[0], 32):
+            acc += c.correct(samples[i:i + 32]).frames.sum(axis=0, dtype=np.float64)
+        template = (acc / samples.shape[0]).astype(np.float32)
     return template
 
 

@@ -3,9 +3,11 @@
 Frames are sampled evenly across the (concatenated) movie, so the template represents the
 whole recording and every file of a series is aligned to the same reference. The initial
 template is the pixel-wise median of the samples; each refinement pass registers the
-samples to the current template (rigidly, or piecewise-rigidly) and replaces the template
-by the mean of the registered samples (mean rather than median so that the high-pass
-filtered template equals the mean of the filtered registered frames).
+samples to the current template and replaces the template by the mean of the registered
+samples (mean rather than median so that the high-pass filtered template equals the mean
+of the filtered registered frames; edges replicated rather than NaN so a plain mean can
+be used). The median is taken over at most 60 of the samples (it only seeds the first
+registration).
 """
 
 from __future__ import annotations
@@ -41,12 +43,6 @@ def read_samples(reader, n_samples: int = 300) -> np.ndarray:
     return np.concatenate([np.asarray(reader.read(int(i), int(i) + 1), dtype=np.float32) for i in idx])
 
 
-def _mean(frames: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        m = np.nanmean(frames, axis=0) if np.isnan(frames).any() else frames.mean(axis=0)
-    return np.nan_to_num(m.astype(np.float32), nan=float(np.nanmean(m)) if np.isfinite(m).any() else 0.0)
-
-
 def rigid_template(samples: np.ndarray, *, max_shifts=(5, 5), gSig_filt=None, niter_rig: int = 1,
                    upsample: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Build the rigid template from sample frames.
@@ -72,7 +68,8 @@ def rigid_template(samples: np.ndarray, *, max_shifts=(5, 5), gSig_filt=None, ni
         ``(k, 2)`` shifts of the samples found in the last pass.
     """
     samples = np.asarray(samples, dtype=np.float32)
-    template = np.median(samples, axis=0).astype(np.float32)
+    seed = samples[np.unique(np.linspace(0, samples.shape[0] - 1, min(60, samples.shape[0])).astype(int))]
+    template = np.median(seed, axis=0).astype(np.float32)
     shifts = np.zeros((samples.shape[0], 2), np.float32)
     for _ in range(max(1, int(niter_rig))):
         spec = template_spectrum(template, gSig_filt=gSig_filt)
@@ -81,5 +78,5 @@ def rigid_template(samples: np.ndarray, *, max_shifts=(5, 5), gSig_filt=None, ni
             for i in range(0, samples.shape[0], 64)])
         # re-centre so the template sits at the median position of the samples
         shifts -= np.median(shifts, axis=0)
-        template = _mean(apply_rigid(samples, shifts, border_nan=True))
+        template = apply_rigid(samples, shifts, border_nan="copy").mean(axis=0, dtype=np.float64).astype(np.float32)
     return template, shifts
