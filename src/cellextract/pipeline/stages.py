@@ -31,7 +31,7 @@ def find_memmap(motion_dir: str | Path) -> Path:
     found = sorted(Path(motion_dir).glob("*_order_C_frames_*.mmap"))
     if len(found) != 1:
         raise InputError(f"{motion_dir}: expected one motion-corrected memmap, found {len(found)}")
-    return found[0]
+    return found[0].resolve()
 
 
 def concatenate(files: list[str], out_json: str | Path) -> None:
