@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= all
 
-.PHONY: install demo test test-fast test-slurm lint clean
+.PHONY: install demo test test-fast lint clean
 
 install: $(STAMP)
 
@@ -33,3 +33,6 @@ lint: install
 
 clean:
 	rm -rf demo results .snakemake
+
+# make test-slurm: the workflow on a private single-node Slurm (installs and starts it).
+include mk/slurm.mk
