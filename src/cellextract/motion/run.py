@@ -12,14 +12,16 @@ Outputs in ``out_dir`` (see :func:`motion_correct`):
   ``corr_after`` ``(T,)`` for the preview;
 - ``motion.json``: parameters, offset, timing, frames/s, correlation summary.
 
-Memory: frames are processed in chunks of ``chunk_frames``; each chunk is gathered into a
-``(H*W, chunk)`` block and written through a memory map of a bounded band of rows at a
-time, so the resident memory depends on the frame size and chunk length, never on ``T``.
+Memory: frames are processed in chunks of ``chunk_frames`` (registered in sub-batches);
+corrected frames go to a frame-major scratch file next to the output, which
+:mod:`cellextract.motion.transpose` then turns into the pixel-major memmap tile by tile.
+Resident memory depends on the frame size, never on ``T``; the scratch file needs as
+much free disk as the memmap while the run lasts.
 
 Non-negative output (as CaImAn): the minimum of the corrected movie is tracked per chunk
-while writing (NaN ignored). Only when it is negative is a second, streamed pass made over
-the written file, adding ``offset = -min`` to every value in bands of rows; the offset (0
-otherwise) is recorded in ``motion.json``. The movie is never held in memory for this.
+while registering (NaN ignored); if it is negative, ``offset = -min`` is added to every
+value while the scratch file is transposed (no extra pass), and the offset (0 otherwise)
+is recorded in ``motion.json``. The movie is never held in memory for this.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from cellextract.errors import InputError
 from cellextract.io.memmap import memmap_name
 from cellextract.log import Progress, get_logger
-from cellextract.motion.correct import Corrector, to_columns
+from cellextract.motion.correct import Corrector
+from cellextract.motion.transpose import transpose_to_memmap, write_frames
 from cellextract.motion.params import MotionParams, check_params
 from cellextract.motion.template import read_samples, rigid_template
 from cellextract.motion.threads import single_threaded
@@ -45,8 +49,7 @@ log = get_logger(__name__)
 
 N_TEMPLATE_FRAMES = 200
 SUB_BATCH_BYTES = 24 << 20  # frames registered together (FFT batch)
-CHUNK_BYTES = 96 << 20  # frames per chunk (one memmap column block)
-ROW_BAND_BYTES = 64 << 20  # mapped rows per write
+CHUNK_BYTES = 64 << 20  # frames per chunk (unit of work of a process)
 
 
 @dataclass
@@ -135,21 +138,9 @@ def _open_spec(spec):
 
 # ---------------------------------------------------------------- per-chunk work (any process)
 
-def _write_block(path: str, T: int, start: int, block: np.ndarray) -> None:
-    """Write ``block (P, n)`` into columns ``start:start+n`` of the ``(P, T)`` file, a band of rows at a time."""
-    P, n = block.shape
-    band = max(1, ROW_BAND_BYTES // (4 * T))
-    for r0 in range(0, P, band):
-        r1 = min(P, r0 + band)
-        mm = np.memmap(path, dtype=np.float32, mode="r+", offset=r0 * T * 4, shape=(r1 - r0, T))
-        mm[:, start:start + n] = block[r0:r1]
-        del mm
-
-
 def _process_chunk(reader, corrector: Corrector, path: str, T: int, start: int, stop: int, sub: int) -> dict:
     H, W = corrector.dims
-    n = stop - start
-    block = np.empty((H * W, n), np.float32)
+    fd = os.open(path, os.O_WRONLY)
     sum_b = np.zeros((H, W))
     sum_a = np.zeros((H, W))
     cnt_b = np.zeros((H, W))
@@ -173,13 +164,16 @@ def _process_chunk(reader, corrector: Corrector, path: str, T: int, start: int, 
         if np.isfinite(res.frames).any():
             vmin = min(vmin, float(np.nanmin(res.frames)))
             vmax = max(vmax, float(np.nanmax(res.frames)))
-        to_columns(res.frames, block, s0 - start)
+        ft = np.empty((s1 - s0, W, H), np.float32)  # Fortran pixel order
+        for i in range(s1 - s0):
+            cv2.transpose(res.frames[i], dst=ft[i])
+        write_frames(fd, ft.reshape(s1 - s0, H * W), s0)
         shifts.append(res.shifts)
         cb.append(res.corr_before)
         ca.append(res.corr_after)
         if res.pw_shifts is not None:
             pws.append(res.pw_shifts)
-    _write_block(path, T, start, block)
+    os.close(fd)
     return dict(start=start, stop=stop, shifts=np.concatenate(shifts), pw=np.concatenate(pws) if pws else None,
                 corr_before=np.concatenate(cb), corr_after=np.concatenate(ca), sum_b=sum_b, sum_a=sum_a,
                 cnt_b=cnt_b, cnt_a=cnt_a, vmin=vmin, vmax=vmax)
@@ -230,16 +224,6 @@ def _start_pool(n: int, initargs: tuple):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def _add_offset(path: str, P: int, T: int, offset: float) -> None:
-    """Add ``offset`` to every value of the ``(P, T)`` file, streamed in bands of rows."""
-    band = max(1, ROW_BAND_BYTES // (4 * T))
-    for r0 in range(0, P, band):
-        r1 = min(P, r0 + band)
-        mm = np.memmap(path, dtype=np.float32, mode="r+", offset=r0 * T * 4, shape=(r1 - r0, T))
-        mm += np.float32(offset)
-        del mm
 
 
 # ---------------------------------------------------------------- entry point
@@ -307,13 +291,14 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
     H, W = dims
     P = H * W
     frame_bytes = 4 * P
-    chunk = p.chunk_frames or int(np.clip(CHUNK_BYTES // frame_bytes, 16, 2000))
+    chunk = p.chunk_frames or int(np.clip(CHUNK_BYTES // frame_bytes, 16, 1000))
     chunk = min(chunk, T)
     sub = max(1, min(chunk, SUB_BATCH_BYTES // frame_bytes))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     final = Path(memmap_name(out / name, dims, T))
     tmp = final.with_name(final.name + ".partial")
+    scratch = final.with_name(final.name + ".frames.partial")
     ranges = [(s, min(T, s + chunk)) for s in range(0, T, chunk)]
     nproc = min(p.n_processes, len(ranges))
     if spec[0] == "object" and nproc > 1:
@@ -323,7 +308,7 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
     pool = None
     if nproc > 1:  # spawn workers now: they import while the template is computed
         pool = _start_pool(nproc, (spec, _tuple_fix(p), os.fspath(template_path),
-                                   os.fspath(tmp), T, sub))
+                                   os.fspath(scratch), T, sub))
     try:
         log.info("motion correction of %d frames of %dx%d px (%s, %d process(es), chunks of %d)",
                  T, H, W, "piecewise-rigid" if p.pw_rigid else "rigid" if p.motion_correct else "copy only",
@@ -331,21 +316,25 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
         template = _template(rd, p)
         np.save(template_path, template)
         t_template = time.perf_counter() - t0
-        with open(tmp, "wb") as fh:
-            fh.truncate(P * T * 4)
-        results = _run_chunks(rd, p, template, tmp, T, ranges, sub, pool)
+        for f in (scratch, tmp):
+            with open(f, "wb") as fh:
+                fh.truncate(P * T * 4)
+        results = _run_chunks(rd, p, template, scratch, T, ranges, sub, pool)
+        vmin = min(r["vmin"] for r in results)
+        offset = float(-vmin) if np.isfinite(vmin) and vmin < 0 else 0.0
+        if offset > 0:
+            log.info("corrected movie minimum %.4g < 0: adding offset %.4g", vmin, offset)
+        t1 = time.perf_counter()
+        _transpose(scratch, tmp, P, T, offset, pool)
+        log.info("memmap written in %.1f s", time.perf_counter() - t1)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     finally:
+        scratch.unlink(missing_ok=True)
         if pool is not None:
             pool.close()
             pool.join()
-    vmin = min(r["vmin"] for r in results)
-    offset = float(-vmin) if np.isfinite(vmin) and vmin < 0 else 0.0
-    if offset > 0:
-        log.info("corrected movie minimum %.4g < 0: adding offset %.4g", vmin, offset)
-        _add_offset(os.fspath(tmp), P, T, offset)
     os.replace(tmp, final)
     elapsed = time.perf_counter() - t0
     res = _write_outputs(out, final, p, dims, T, template, results, offset, elapsed, t_template, nproc, chunk)
@@ -373,6 +362,23 @@ def _template(rd, p: MotionParams) -> np.ndarray:
             acc += c.correct(samples[i:i + 32]).frames.sum(axis=0, dtype=np.float64)
         template = (acc / samples.shape[0]).astype(np.float32)
     return template
+
+
+def _transpose_part(args) -> None:
+    transpose_to_memmap(*args[:4], offset=args[4], p_range=args[5])
+
+
+def _transpose(scratch: Path, out: Path, P: int, T: int, offset: float, pool) -> None:
+    """Scratch ``(T, P)`` -> memmap ``(P, T)``, split over the pool's workers by pixel bands."""
+    if pool is None:
+        transpose_to_memmap(os.fspath(scratch), os.fspath(out), P, T, offset=offset)
+        return
+    n = pool._processes  # noqa: SLF001 - number of workers
+    edges = np.linspace(0, P, 2 * n + 1).astype(int)
+    parts = [(os.fspath(scratch), os.fspath(out), P, T, offset, (int(a), int(b)))
+             for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    for _ in pool.imap_unordered(_transpose_part, parts):
+        pass
 
 
 def _run_chunks(rd, p: MotionParams, template, tmp: Path, T: int, ranges, sub: int, pool) -> list[dict]:
