@@ -9,7 +9,9 @@ a run cancelled with SIGINT / SIGTERM leaves no Slurm jobs behind.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -235,3 +237,99 @@ def test_sigterm_is_graceful_then_sigint_cancels(slurm, tmp_path):
     assert left == [], f"Slurm jobs left after SIGTERM + SIGINT: {left}"
     jobs = sacct(uuid, expect=1)
     assert jobs and all(j["State"].startswith("CANCELLED") for j in jobs), jobs
+
+
+# --------------------------------------------------------------------- the project's own DAG
+
+# Run-specific values that legitimately differ between two runs of the same DAG.
+_TIMING = re.compile(r"(_s|_seconds|seconds|frames_per_s|elapsed.*|time.*|date.*|host.*)$")
+
+
+def _json_without_timing(obj):
+    if isinstance(obj, dict):
+        return {k: _json_without_timing(v) for k, v in obj.items() if not _TIMING.search(k)}
+    if isinstance(obj, list):
+        return [_json_without_timing(v) for v in obj]
+    return obj
+
+
+def _hdf5_content(path: Path) -> dict:
+    import h5py
+    import numpy as np
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and not _TIMING.search(name):
+                out[name] = np.asarray(obj[()])
+            for k, v in obj.attrs.items():
+                if not _TIMING.search(k) and k != "mmap_file":
+                    out[f"{name}@{k}"] = np.asarray(v)
+        visit("/", f)
+        f.visititems(visit)
+    return out
+
+
+def _assert_same_results(a: Path, b: Path) -> None:
+    """Same files; byte-identical except logs, timings and the absolute memmap path."""
+    import numpy as np
+
+    def files(root):
+        return {str(p.relative_to(root)) for p in root.rglob("*")
+                if p.is_file() and ".snakemake" not in p.parts and "logs" not in p.parts}
+
+    fa, fb = files(a), files(b)
+    assert fa == fb, f"different files: {sorted(fa ^ fb)}"
+    assert any(f.endswith(".isxd") for f in fa) and any(f.endswith("caiman_output.hdf5") for f in fa)
+    for rel in sorted(fa):
+        pa, pb = a / rel, b / rel
+        if pa.read_bytes() == pb.read_bytes():
+            continue
+        if rel.endswith((".hdf5", ".h5")):
+            ca, cb = _hdf5_content(pa), _hdf5_content(pb)
+            assert ca.keys() == cb.keys(), rel
+            for k in ca:
+                x, y = ca[k], cb[k]
+                same = (np.array_equal(x, y, equal_nan=True) if x.dtype.kind in "fc"
+                        else np.array_equal(x, y))
+                assert same, f"{rel}: {k} differs"
+        elif rel.endswith(".json"):
+            assert _json_without_timing(json.loads(pa.read_text())) == \
+                _json_without_timing(json.loads(pb.read_text())), rel
+        else:
+            raise AssertionError(f"{rel} differs between the Slurm and the local run")
+
+
+def test_demo_dag_on_slurm_matches_local(slurm, tmp_path):
+    """`cellextract run --profile profiles/slurm` on a small simulated 1P movie: every stage is a
+    Slurm job, and the results equal those of a local run."""
+    movie = tmp_path / "mini.tif"
+    subprocess.run([str(BIN / "cellextract"), "simulate", "--kind", "1p", "--dims", "64", "64",
+                    "--frames", "300", "--neurons", "8", "--seed", "3", "--out", str(movie)],
+                   check=True, env=_env(), capture_output=True)
+
+    def run(out: Path, profile: Path, cores: str, *extra: str):
+        cmd = [str(BIN / "cellextract"), "run", str(movie), "--name", "mini", "--out", str(out),
+               "--profile", str(profile), "--cores", cores, "--", *extra]
+        return subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    # Both runs at once (the local one mostly overlaps the Slurm status waits), both with 2 threads
+    # for the parallel stages (set-threads on Slurm, n_processes=2 locally): BLAS / worker sums
+    # differ in the last bits with other thread counts.
+    local = run(tmp_path / "local", PROFILE_LOCAL, "all")
+    on_slurm = run(tmp_path / "slurm", PROFILE_SLURM, "all", *FAST)
+    out_local, _ = local.communicate(timeout=420)
+    out_slurm, _ = on_slurm.communicate(timeout=420)
+    assert local.returncode == 0, out_local[-5000:]
+    assert on_slurm.returncode == 0, out_slurm[-5000:]
+
+    jobs = sacct(run_uuid(out_slurm), expect=7)
+    rules = sorted(j["Comment"].removeprefix("rule_").split("_wildcards_")[0] for j in jobs)
+    assert rules == sorted(["concatenate", "motion_correct", "cnmf_fit", "evaluate",
+                            "export_cellsets", "output_metadata", "previews"]), jobs
+    assert all(j["State"] == "COMPLETED" for j in jobs), jobs
+    cpus = {j["Comment"].removeprefix("rule_").split("_wildcards_")[0]: j["AllocCPUS"] for j in jobs}
+    assert cpus["motion_correct"] == cpus["cnmf_fit"] == cpus["evaluate"] == "2"  # set-threads
+
+    _assert_same_results(tmp_path / "local" / "mini", tmp_path / "slurm" / "mini")
