@@ -18,7 +18,8 @@ def test_all_outputs_of_the_contract_exist(small_run):
     for rel in ["series.json", "params.json", "cnmf/fit.hdf5", "cnmf/summary_images.npz",
                 "caiman_output.hdf5", "cellset_raw.000.isxd", "cellset_denoised.000.isxd",
                 "neural_events.000.isxd", "output_metadata.json", "motion/shifts.csv",
-                "previews/initialization_images.png", "previews/events.png",
+                "previews/init_images.png", "previews/neural_events.000.png",
+                "previews/cellset_raw.000.png", "previews/cellset_denoised.series.png",
                 "previews/motion.png"]:
         assert (s / rel).is_file(), rel
     mm = list((s / "motion").glob("small_d1_64_d2_64_d3_1_order_C_frames_300.mmap"))
