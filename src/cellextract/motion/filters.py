@@ -85,3 +85,26 @@ def highpass(frames: np.ndarray, gSig_filt) -> np.ndarray:
             f = np.nan_to_num(f, nan=0.0, posinf=0.0, neginf=0.0)
         cv2.filter2D(f, cv2.CV_32F, k, dst=out[i], borderType=cv2.BORDER_REFLECT)
     return out[0] if single else out
+
+
+def highpass_transfer(gSig_filt, dims) -> np.ndarray:
+    """Frequency response of :func:`highpass_kernel` on a ``dims`` grid (rfft layout).
+
+    Multiplying a frame's ``rfft2`` by it equals filtering with circular borders; the
+    result differs from :func:`highpass` only within the kernel half-width of the edges.
+
+    Returns
+    -------
+    np.ndarray
+        ``(H, W // 2 + 1)`` float32 (the kernel is symmetric, so the response is real).
+    """
+    import scipy.fft as sfft
+
+    k = highpass_kernel(gSig_filt)
+    H, W = int(dims[0]), int(dims[1])
+    hy, hx = k.shape[0] // 2, k.shape[1] // 2
+    grid = np.zeros((H, W), np.float64)
+    ys = np.arange(-hy, hy + 1) % H
+    xs = np.arange(-hx, hx + 1) % W
+    np.add.at(grid, (ys[:, None], xs[None, :]), k)
+    return sfft.rfft2(grid).real.astype(np.float32)

@@ -7,11 +7,11 @@ frames of one pixel), which costs ~10x more page operations than the data. Inste
 
 1. workers append corrected frames, each already in Fortran pixel order, to a frame-major
    scratch file ``(T, H*W)`` with large sequential ``pwrite`` calls;
-2. :func:`transpose_to_memmap` reads tiles of ``Tb`` frames x ``B`` pixels (``pread`` of
-   ``B`` contiguous pixels per frame), transposes them in memory, adds the non-negativity
-   offset and writes them into the memmap through a short-lived mapping of those ``B``
-   rows. With ``Tb`` = 1024 frames each row segment is one 4 KiB page, so every page of
-   the output is written about once; memory is one tile (~64 MiB) whatever ``T`` is.
+2. :func:`transpose_to_memmap` reads bands of ``B`` pixels over all frames (``pread`` of
+   ``B`` contiguous pixels per frame), transposes them in memory, adds the
+   non-negativity offset and writes the band's rows with one sequential ``pwrite``; every
+   byte of the output is written once, with ~``TILE_BYTES`` x 2 of memory whatever ``T``
+   is (``B`` shrinks as ``T`` grows, down to 1024 pixels = 4 KiB reads).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import os
 
 import numpy as np
 
-TILE_BYTES = 64 << 20
-TILE_FRAMES = 1024
+TILE_BYTES = 96 << 20
 
 
 def write_frames(fd: int, frames_f: np.ndarray, start: int) -> None:
@@ -48,6 +47,10 @@ def transpose_to_memmap(scratch: str, out_path: str, P: int, T: int, *, offset: 
                         p_range: tuple[int, int] | None = None) -> None:
     """Fill rows ``p_range`` of the ``(P, T)`` memmap at ``out_path`` from the ``(T, P)`` scratch.
 
+    Bands of ``B`` pixels over all ``T`` frames (``B * T`` floats ~ ``TILE_BYTES``): one
+    ``pread`` of ``B`` contiguous pixels per frame, an in-memory transpose
+    (``cv2.transpose``), and one contiguous ``pwrite`` of the band's ``B`` rows.
+
     Parameters
     ----------
     scratch : str
@@ -61,26 +64,32 @@ def transpose_to_memmap(scratch: str, out_path: str, P: int, T: int, *, offset: 
     p_range : (int, int), optional
         Pixel rows to do (default all); lets several processes share the work.
     """
+    import cv2
+
     p_lo, p_hi = p_range if p_range is not None else (0, P)
-    tb = min(T, TILE_FRAMES)
-    B = int(max(256, min(p_hi - p_lo, TILE_BYTES // (4 * tb))))
-    tile = np.empty((tb, B), np.float32)
-    fd = os.open(scratch, os.O_RDONLY)
+    B = int(max(1024, TILE_BYTES // (4 * T)))
+    B = max(1, min(B, p_hi - p_lo))
+    rows = np.empty((T, B), np.float32)
+    fin = os.open(scratch, os.O_RDONLY)
+    fout = os.open(out_path, os.O_WRONLY)
     try:
         for p0 in range(p_lo, p_hi, B):
             p1 = min(p_hi, p0 + B)
             b = p1 - p0
-            for t0 in range(0, T, tb):
-                t1 = min(T, t0 + tb)
-                view = tile[:t1 - t0, :b]
-                rows = np.empty((t1 - t0, b), np.float32) if b != B else view
-                for k, t in enumerate(range(t0, t1)):
-                    _pread_into(fd, rows[k], (t * P + p0) * 4)
-                if offset:
-                    rows += np.float32(offset)
-                # map the b rows only while writing this tile: resident pages stay ~ b pages
-                mm = np.memmap(out_path, dtype=np.float32, mode="r+", offset=p0 * T * 4, shape=(b, T))
-                mm[:, t0:t1] = rows.T
-                del mm
+            r = rows if b == B else np.empty((T, b), np.float32)
+            for t in range(T):
+                _pread_into(fin, r[t], (t * P + p0) * 4)
+            if offset:
+                r += np.float32(offset)
+            band = cv2.transpose(r) if max(r.shape) < 2 ** 31 else np.ascontiguousarray(r.T)
+            _pwrite_all(fout, band, p0 * T * 4)
     finally:
-        os.close(fd)
+        os.close(fin)
+        os.close(fout)
+
+
+def _pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
+    buf = memoryview(np.ascontiguousarray(arr)).cast("B")
+    done = 0
+    while done < len(buf):
+        done += os.pwrite(fd, buf[done:], offset + done)
