@@ -76,7 +76,7 @@ def main(argv=None):
     ap.add_argument("--neurons", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gsig", type=int, default=3)
-    ap.add_argument("--gsiz", type=int, default=13)
+    ap.add_argument("--gsiz", type=int, default=7)
     ap.add_argument("--min-corr", type=float, default=0.8)
     ap.add_argument("--min-pnr", type=float, default=10)
     ap.add_argument("--tsub", type=int, default=2)
