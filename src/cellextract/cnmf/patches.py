@@ -175,26 +175,28 @@ def map_patches(src, dims: tuple[int, int], patches: list[Patch], func, *, n_pro
     out = [None] * len(patches)
     t0 = time.perf_counter()
     n = len(patches)
+    total = [0]
     if n_processes > 1 and n > 1 and isinstance(src, (str, os.PathLike)):
         ctx = mp.get_context("fork")
         with ctx.Pool(min(n_processes, n)) as pool:
             for i, (idx, res, _) in enumerate(pool.imap_unordered(_pool_worker, jobs)):
                 out[idx] = res
-                _report(i + 1, n, res, t0)
+                _report(i + 1, n, res, t0, total)
     else:
         for i, job in enumerate(jobs):
             idx, res, _ = _worker(job)
             out[idx] = res
-            _report(i + 1, n, res, t0)
+            _report(i + 1, n, res, t0, total)
     return out
 
 
-def _report(i, n, res, t0):
+def _report(i, n, res, t0, total):
     k = getattr(res, "K", None)
     if k is None and isinstance(res, tuple) and res and hasattr(res[0], "shape"):
         k = res[0].shape[1]
-    log.info("patch %d/%d done (%s components), elapsed %.1f s", i, n,
-             "?" if k is None else k, time.perf_counter() - t0)
+    total[0] += 0 if k is None else int(k)
+    log.info("patch %d/%d done (%s components, %d so far), elapsed %.1f s", i, n,
+             "?" if k is None else k, total[0], time.perf_counter() - t0)
 
 
 def in_core(centers: np.ndarray, patch: Patch) -> np.ndarray:
