@@ -9,8 +9,8 @@ Designed after Zhou et al., eLife 2018 ("Initialization"):
 3. Greedy loop. The best remaining candidate pixel (``cn >= min_corr``, ``pnr >= min_pnr``,
    largest ``cn * pnr``) is a seed. Its filtered trace ``c`` is the first temporal estimate.
    In a box of half-width ``R = max(gSiz // 2, ceil(2 gSig))`` around the seed each pixel's
-   *raw* trace is regressed on ``[1, c, g]``, where ``g`` is the local background: the
-   median over pixels of the raw traces in a ring just outside the box. The ``c``
+   *raw* trace is regressed on ``[1, c, g_1..g_4]``, where the ``g`` are the local
+   background: the median raw trace of each side of a ring just outside the box. The ``c``
    coefficient is the footprint; it is kept where positive and significant (t > 3 and
    above 5 % of its maximum) and connected to the seed. The temporal trace is then
    re-estimated from the whole footprint (least squares on the background-corrected raw
@@ -146,47 +146,57 @@ def _box(center, R, shape):
             slice(max(c - R, 0), min(c + R + 1, shape[1])))
 
 
-def _ring_trace(Yp: np.ndarray, center, R: int, width: int) -> np.ndarray:
-    """Median raw trace of the pixels at Chebyshev distance R+1 .. R+width from center.
+def _ring_traces(Yp: np.ndarray, center, R: int, width: int) -> np.ndarray:
+    """Local background traces: median raw trace of each side (top, bottom, left, right)
+    of the ring of pixels at Chebyshev distance R+1 .. R+width from ``center``.
 
-    ``Yp`` is pixel-major, shape (h, w, T).
+    Sides cut off by the image border are skipped; if no side remains, the box rim is
+    used. ``Yp`` is pixel-major, shape (h, w, T).
+
+    Returns
+    -------
+    ndarray, shape (n_sides, T), float32
     """
     outer = _box(center, R + width, Yp.shape[:2])
     sub = Yp[outer[0], outer[1]]
     rr = np.arange(outer[0].start, outer[0].stop)[:, None] - center[0]
     cc = np.arange(outer[1].start, outer[1].stop)[None, :] - center[1]
-    ring = np.maximum(np.abs(rr), np.abs(cc)) > R
-    if ring.sum() < 3:  # box covers the whole image: use its rim
-        ring = np.maximum(np.abs(rr), np.abs(cc)) >= R - 1
-    X = np.ascontiguousarray(sub[ring].T)  # (T, n)
-    k = X.shape[1] // 2
-    X.partition(k, axis=1)
-    return X[:, k].astype(np.float32)
+    cheb = np.maximum(np.abs(rr), np.abs(cc))
+    sides = [(rr < -R) & (cheb > R), (rr > R) & (cheb > R), (cc < -R) & (cheb > R), (cc > R) & (cheb > R)]
+    sides = [m for m in sides if m.sum() >= 3]
+    if not sides:
+        sides = [cheb >= R - 1]
+    out = []
+    for m in sides:
+        X = np.ascontiguousarray(sub[m].T)  # (T, n)
+        k = X.shape[1] // 2
+        X.partition(k, axis=1)
+        out.append(X[:, k])
+    return np.asarray(out, np.float32)
 
 
-def _regress(Rb: np.ndarray, c: np.ndarray, g: np.ndarray):
-    """Least squares of pixel traces Rb (n, T) on [1, c, g].
+def _regress(Rb: np.ndarray, c: np.ndarray, G: np.ndarray):
+    """Least squares of pixel traces Rb (n, T) on [1, c, G] (G: (m, T) background traces).
 
     Returns
     -------
-    coef : ndarray, shape (3, n)
-        Intercept, ``c`` and ``g`` coefficients.
+    coef_c : ndarray, shape (n,)
+        ``c`` coefficients.
     tval : ndarray, shape (n,)
-        t-value of the ``c`` coefficient.
+        Their t-values.
     """
     T = Rb.shape[1]
-    mR = Rb.mean(axis=1)
-    Rc = Rb - mR[:, None]
-    D = np.stack([c - c.mean(), g - g.mean()]).astype(np.float32)  # (2, T), centred
-    G = D.astype(np.float64) @ D.T.astype(np.float64)
-    Gi = np.linalg.pinv(G)
-    B = (Rc @ D.T).T.astype(np.float64)  # (2, n)
+    Rc = Rb - Rb.mean(axis=1)[:, None]
+    D = np.vstack([c[None], G]).astype(np.float32)
+    D = D - D.mean(axis=1, keepdims=True)  # (1 + m, T), centred
+    Gm = D.astype(np.float64) @ D.T.astype(np.float64)
+    Gi = np.linalg.pinv(Gm)
+    B = (Rc @ D.T).T.astype(np.float64)  # (1 + m, n)
     coef = Gi @ B
     ss = np.einsum("it,it->i", Rc, Rc).astype(np.float64)
-    res_var = np.maximum((ss - (coef * B).sum(axis=0)) / max(T - 3, 1), 1e-20)
+    res_var = np.maximum((ss - (coef * B).sum(axis=0)) / max(T - D.shape[0] - 1, 1), 1e-20)
     se = np.sqrt(res_var * max(Gi[0, 0], 1e-30))
-    icpt = mR - coef[0] * c.mean() - coef[1] * g.mean()
-    return np.vstack([icpt, coef]), coef[0] / se
+    return coef[0], coef[0] / se
 
 
 def _clean(a: np.ndarray, tval: np.ndarray, seed_rc) -> np.ndarray:
@@ -201,7 +211,8 @@ def _clean(a: np.ndarray, tval: np.ndarray, seed_rc) -> np.ndarray:
 
 
 def _filtered_trace(Fp: np.ndarray, img: np.ndarray, kernel: np.ndarray, kr) -> np.ndarray:
-    """Least-squares trace of the filtered data Fp (h, w, T) on the filtered footprint."""
+    """Least-squares trace of the filtered data Fp (h, w, T) on the filtered footprint
+    ``k * a``. Its weights sum to ~0, so smooth background residue cancels out."""
     rows, cols = np.nonzero(img)
     sl = (slice(max(rows.min() - kr[0], 0), rows.max() + kr[0] + 1),
           slice(max(cols.min() - kr[1], 0), cols.max() + kr[1] + 1))
@@ -223,12 +234,12 @@ def _estimate_neuron(Yp: np.ndarray, Fp: np.ndarray, seed, R: int, kernel: np.nd
     bh, bw = box[0].stop - box[0].start, box[1].stop - box[1].start
     kr = kernel.shape[0] // 2, kernel.shape[1] // 2
     Rb = Yp[box[0], box[1]].reshape(bh * bw, -1)
-    g = _ring_trace(Yp, seed, R, 2)
+    G = _ring_traces(Yp, seed, R, 2)
     c = Fp[seed[0], seed[1]].astype(np.float32).copy()
     img = np.zeros(Yp.shape[:2], np.float32)
     for _ in range(n_iter):
-        coef, tval = _regress(Rb, c, g)
-        a = _clean(coef[1].reshape(bh, bw), tval.reshape(bh, bw), seed_rc)
+        coef, tval = _regress(Rb, c, G)
+        a = _clean(coef.reshape(bh, bw), tval.reshape(bh, bw), seed_rc)
         if not a.any():
             return None
         img[:] = 0
@@ -263,7 +274,7 @@ def rise_score(c: np.ndarray, lags=(1, 2, 4, 8)) -> float:
 def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float, K: int | None = None,
                   center_psf: bool = True, tsub: int = 1, ssub: int = 1, min_pixel: int = 3,
                   seed_mask: np.ndarray | None = None, noise_thr: float = 3.0,
-                  min_rise: float = 5.0) -> InitResult:
+                  min_rise: float = 5.0, min_consistency: float = 0.5) -> InitResult:
     """CNMF-E greedy initialisation of footprints and traces.
 
     Parameters
@@ -293,6 +304,11 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
         Minimum :func:`rise_score` of a neuron's trace (not in CNMF-E): components
         without a fast rise (slow background residue) are subtracted from the search data
         but not reported. 0 disables.
+    min_consistency : float
+        Minimum spatial consistency (see ``_subtract_and_update``; not in CNMF-E) between
+        the raw footprint and the pattern the trace leaves in the filtered data; lower
+        components (vessel edges, out-of-focus blobs) are subtracted but not reported.
+        -1 disables.
 
     Returns
     -------
@@ -337,6 +353,7 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
 
     imgs, traces, seeds = [], [], []
     n_rejected = 0
+    rejected: list = []
     Kmax = np.inf if K is None else int(K)
     while len(imgs) < Kmax:
         cand = allowed & (cn >= min_corr) & (pnr >= min_pnr)
@@ -348,13 +365,16 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
         est = _estimate_neuron(Yp, Fp, seed, R, kernel)
         if est is None or np.count_nonzero(est[0]) < min_pixel:
             n_rejected += 1
+            rejected.append((seed, "footprint"))
             continue
         img, c = est
         # slow, non-transient components (1P background residue) are explained away
         # (subtracted from the search data) but not reported as neurons
-        _subtract_and_update(Fp, img, c, kr, sigma, noise_thr, cn, pnr)
-        if min_rise and rise_score(c) < min_rise:
+        cons = _subtract_and_update(Fp, img, c, kernel, sigma, noise_thr, cn, pnr)
+        rise = rise_score(c) if min_rise else np.inf
+        if rise < min_rise or cons < min_consistency:
             n_rejected += 1
+            rejected.append((seed, f"rise {rise:.1f} consistency {cons:.2f}"))
             continue
         imgs.append(img)
         traces.append(c)
@@ -366,7 +386,7 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
     cn_full = _resize_image(cn0, (h, w)) if ssub > 1 else cn0
     pnr_full = _resize_image(pnr0, (h, w)) if ssub > 1 else pnr0
     extra = {"seeds": np.array(seeds, float).reshape(-1, 2) * ssub + (ssub - 1) / 2.0,
-             "n_rejected": n_rejected, "seconds": dt}
+             "n_rejected": n_rejected, "rejected": rejected, "seconds": dt}
     if not imgs:
         return empty_result((h, w), T, cn=cn_full, pnr=pnr_full, extra=extra)
     full = upsample_footprints(np.stack(imgs), (h, w), ssub)
@@ -374,11 +394,21 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
     return to_init_result(full, C, (h, w), cn=cn_full, pnr=pnr_full, extra=extra)
 
 
-def _subtract_and_update(Fp, img, c, kr, sigma, noise_thr, cn, pnr):
+def _subtract_and_update(Fp, img, c, kernel, sigma, noise_thr, cn, pnr) -> float:
     """Remove a component from the filtered data Fp (h, w, T) and refresh cn / pnr around
     it (in place). Each filtered trace on the footprint dilated by the kernel radius loses
-    its least-squares projection on ``c``."""
+    its least-squares projection on ``c``.
+
+    Returns
+    -------
+    float
+        Spatial consistency: correlation, over that region, between the filtered
+        footprint predicted from the raw footprint (``kernel * img``) and the observed
+        projection coefficients of the filtered data on ``c``. Neurons give ~0.8-1;
+        background structure (vessel edges, out-of-focus blobs) gives lower values.
+    """
     hd, wd = img.shape
+    kr = kernel.shape[0] // 2, kernel.shape[1] // 2
     rows, cols = np.nonzero(img)
     r0, r1 = max(rows.min() - kr[0], 0), min(rows.max() + kr[0] + 1, hd)
     c0, c1 = max(cols.min() - kr[1], 0), min(cols.max() + kr[1] + 1, wd)
@@ -386,9 +416,13 @@ def _subtract_and_update(Fp, img, c, kr, sigma, noise_thr, cn, pnr):
                               structure=np.ones((2 * kr[0] + 1, 2 * kr[1] + 1), bool))
     sub = Fp[r0:r1, c0:c1]
     cc = float(c @ c)
+    cons = 0.0
     if cc > 0:
         X = sub[msk]  # (n, T) copy
         coef = (X @ c) / cc
+        pred = filter_image(img, kernel)[r0:r1, c0:c1][msk]
+        if coef.size > 2 and coef.std() > 0 and pred.std() > 0:
+            cons = float(np.corrcoef(pred, coef)[0, 1])
         X -= coef[:, None].astype(np.float32) * c[None, :]
         sub[msk] = X
     pnr[r0:r1, c0:c1] = np.maximum(sub.max(axis=2) / sigma[r0:r1, c0:c1], 0)
@@ -397,3 +431,4 @@ def _subtract_and_update(Fp, img, c, kr, sigma, noise_thr, cn, pnr):
     X = _threshold(Fp[R0:R1, C0:C1].copy(), 0, sigma[R0:R1, C0:C1, None], noise_thr)
     cn_sub = neighbour_correlation(X, pixel_major=True)
     cn[r0:r1, c0:c1] = cn_sub[r0 - R0:r0 - R0 + (r1 - r0), c0 - C0:c0 - C0 + (c1 - c0)]
+    return cons
