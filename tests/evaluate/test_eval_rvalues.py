@@ -106,13 +106,32 @@ def test_ring_model_on_ssub_grid_matches_dense_reference():
     Pds = D.shape[0]
     Wm = sp.random(Pds, Pds, density=0.02, random_state=2, format="csr") * 0.1
     b0 = rng.uniform(5, 15, P)
-    r = compute_r_values(Yr, A, C, N=12, b0=b0, W=Wm, dims=dims)     # ssub_B inferred
-    assert np.array_equal(r, compute_r_values(Yr, A, C, N=12, b0=b0, W=Wm, dims=dims, ssub_B=2))
+    kw = dict(N=12, b0=b0, W=Wm, dims=dims, subtract_neighbours=False)
+    r = compute_r_values(Yr, A, C, **kw)                               # ssub_B inferred
+    assert np.array_equal(r, compute_r_values(Yr, A, C, ssub_B=2, **kw))
     frames = exclusive_frames(active_frames(C, N=12), A)
     Ad = A.toarray()
+    Y = Yr.astype(np.float64)
     for k in range(A.shape[1]):
         F = frames[k]
-        mY = Yr[:, F].mean(axis=1).astype(np.float64)
-        B = b0 + U @ (Wm @ (D @ (mY - Ad @ C[:, F].mean(axis=1) - b0)))
+        # change of Y - B over the active frames w.r.t. the temporal mean, B = b0 + U W D (Y - AC - b0)
+        R = Y - Ad @ C - b0[:, None]
+        B = b0[:, None] + U @ (Wm @ (D @ R))
+        Z = Y - B
+        d = Z[:, F].mean(axis=1) - Z.mean(axis=1)
         sup, a = _support(A, k)
-        assert r[k] == pytest.approx(_pearson(a, (mY - B)[sup]), rel=1e-5)
+        assert r[k] == pytest.approx(_pearson(a, d[sup]), rel=1e-4)
+    assert np.all(r > 0.9)
+
+
+def test_static_structure_with_a_constant_trace_is_not_consistent():
+    dims = (40, 44)
+    Yr, A, C = make_movie(seed=5)
+    blob = gaussian_footprint(dims, (20, 22), 3.0).ravel(order="F")
+    Y2 = (Yr + 300.0 * blob[:, None]).astype(np.float32)         # bright, never changes
+    rng = np.random.default_rng(0)
+    A2 = sp.csc_matrix(np.hstack([A.toarray(), blob[:, None]]))
+    C2 = np.vstack([C, 300.0 + rng.normal(0, 1.0, (1, C.shape[1]))]).astype(np.float32)
+    for extra in ({}, {"b0": np.full(Yr.shape[0], 0.0), "W": sp.csr_matrix((Yr.shape[0],) * 2)}):
+        r = compute_r_values(Y2, A2, C2, N=12, **extra)
+        assert np.all(r[:4] > 0.9) and abs(r[4]) < 0.5

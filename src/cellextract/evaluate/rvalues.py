@@ -7,20 +7,27 @@ For component ``k`` (Giovannucci et al. 2019, "spatial footprint consistency"):
    ``N = ceil(fr * decay_time)``.
 2. **Exclusive frames**: frames in which any overlapping component (``A[:, j] . A[:, k] > 0``) is
    active are removed from ``F_k``; if nothing is left, ``F_k`` is kept whole.
-3. **Mean active image** ``m_k = mean_{t in F_k} Y[S_k, t]`` over the support ``S_k = {A[:, k] > 0}``.
-4. **Background** (subtracted from ``m_k`` before correlating), by what the Estimates carry:
+3. **Active change image** ``d_k = mean_{t in F_k} Y[:, t] - mean_t Y[:, t]``: the movie during
+   the transients minus its temporal mean (so static structure, and any constant part of a
+   component's trace, cannot masquerade as activity), on the support ``S_k = {A[:, k] > 0}``.
+4. **Background change** over the same frames, subtracted from ``d_k``, by what the Estimates carry:
 
-   - ring model (``W`` and ``b0``, 1P / CNMF-E): ``b0 + U W D (mean_F Y - A mean_F C - b0)``
-     evaluated on ``S_k``, where ``D`` averages ``ssub_B x ssub_B`` pixel blocks and ``U``
-     replicates them back (``W`` lives on the ``ssub_B`` grid, identity operators when
-     ``ssub_B = 1``); this needs ``mean_F Y`` on the pixels of the ring blocks too;
-   - low-rank (``b``, ``f`` with ``nb > 0``): ``b[S_k] @ mean_F f``;
-   - neither: the local mean image, i.e. the temporal mean of every pixel over all frames.
+   - ring model (``W``, ``b0``; 1P / CNMF-E, background ``B = b0 + U W D (Y - A C - b0)``):
+     ``U W D (d - A dC)`` with ``dC = mean_F C - mean_t C``, where ``D`` averages
+     ``ssub_B x ssub_B`` pixel blocks and ``U`` replicates them back (``W`` lives on the
+     ``ssub_B`` grid; identity operators when ``ssub_B = 1``); ``b0`` cancels. This needs ``d`` on
+     the pixels of the ring blocks too;
+   - low-rank (``b``, ``f`` with ``nb > 0``): ``b[S_k] @ (mean_F f - mean_t f)``;
+   - neither: nothing more (the temporal mean already removed the static background).
 5. **Neighbours** (``subtract_neighbours=True``, our addition to CaImAn's definition): the model
-   contribution of the overlapping components during ``F_k``, ``sum_j A[S_k, j] mean_F C[j]``,
-   is subtracted too, so a neighbour that cannot be avoided in time does not blur the image.
-6. ``r_k = Pearson(A[S_k, k], m_k - background - neighbours)``; NaN when undefined (fewer than 3
+   change of the overlapping components, ``sum_j A[S_k, j] dC[j]``, is subtracted too, so a
+   neighbour that cannot be avoided in time does not blur the image.
+6. ``r_k = Pearson(A[S_k, k], d_k - background - neighbours)``; NaN when undefined (fewer than 3
    pixels, no activity or a constant image).
+
+CaImAn correlates the footprint with ``mean_F Y - b mean_F f``; using changes relative to the
+temporal mean is our choice (it rejects components whose trace is mostly a constant offset on a
+static bright structure).
 
 The memmap ``Yr`` (H*W, T) is read once, in blocks of contiguous pixel rows restricted to the
 pixels some component needs, so memory stays bounded by ``block_mb``.
@@ -167,12 +174,12 @@ class _Ring:
         pix = np.unique(np.concatenate([sup, self.D[ring].indices]))
         return bs, ring, pix
 
-    def background(self, sup: np.ndarray, pix: np.ndarray, resid: np.ndarray) -> np.ndarray:
-        """``b0 + U W D resid`` on ``sup``, given ``resid`` (mean residual) on ``pix``."""
+    def fluctuation(self, sup: np.ndarray, pix: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """``U W D x`` on ``sup``, given ``x`` on ``pix`` (from :meth:`parts`)."""
         bs, ring, _ = self.parts(sup)
-        xds = self.D[ring][:, pix] @ resid                       # ring blocks, downsampled
+        xds = self.D[ring][:, pix] @ x                           # ring blocks, downsampled
         bds = self.W[bs][:, ring] @ xds                          # support blocks
-        return self.b0[sup] + bds[np.searchsorted(bs, self.blk[sup])]
+        return bds[np.searchsorted(bs, self.blk[sup])]
 
 
 def _ds_size(dims, s):
@@ -301,30 +308,32 @@ def compute_r_values(Yr: np.ndarray, A: sp.spmatrix, C: np.ndarray, *, N: int,
     frames = exclusive_frames(active_frames(C, N=N, n_peaks=n_peaks, peak_frac=peak_frac), A)
     need = _needed_pixels(A, ring)
     means, fulls = _stream_means(Yr, need, frames, block_mb=block_mb, n_threads=n_threads,
-                                 want_full_mean=(mode == "mean"))
+                                 want_full_mean=True)
     Ar = sp.csr_matrix(A) if ring is not None or subtract_neighbours else None
     ov = sp.csr_matrix(A.T @ A) if subtract_neighbours else None
+    Cmean = C.mean(axis=1, dtype=np.float64)
+    if mode == "lowrank":
+        b = np.asarray(b, dtype=np.float64)
+        f = np.asarray(f, dtype=np.float64)
+        fmean = f.mean(axis=1)
     r = np.full(K, np.nan)
     for k in range(K):
         sup, a = _support(A, k)
         if frames[k].size == 0 or sup.size == 0:
             continue
+        dC = C[:, frames[k]].mean(axis=1, dtype=np.float64) - Cmean          # (K,)
+        d = means[k] - fulls[k]                                              # on need[k]
         at = np.searchsorted(need[k], sup)
-        img = means[k][at]
-        if mode == "mean":
-            img = img - fulls[k][at]
-        elif mode == "lowrank":
-            img = img - np.asarray(b, dtype=np.float64)[sup] @ \
-                np.asarray(f, dtype=np.float64)[:, frames[k]].mean(axis=1)
-        else:
-            cbar = C[:, frames[k]].mean(axis=1).astype(np.float64)       # (K,)
+        img = d[at]
+        if mode == "lowrank":
+            img = img - b[sup] @ (f[:, frames[k]].mean(axis=1) - fmean)
+        elif mode == "ring":
             pix = need[k]
-            resid = means[k] - Ar[pix] @ cbar - ring.b0[pix]             # mean of Y - AC - b0
-            img = img - ring.background(sup, pix, resid)
+            img = img - ring.fluctuation(sup, pix, d - Ar[pix] @ dC)
         if subtract_neighbours:
             nb = ov.indices[ov.indptr[k]:ov.indptr[k + 1]]
             nb = nb[nb != k]
             if nb.size:
-                img = img - Ar[sup][:, nb] @ C[nb][:, frames[k]].mean(axis=1).astype(np.float64)
+                img = img - Ar[sup][:, nb] @ dC[nb]
         r[k] = _pearson(a, img)
     return r
