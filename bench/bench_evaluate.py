@@ -111,37 +111,49 @@ def _candidates(sim, Yr, rng, junk_frac, nb=3):
 def cmd_quality(a) -> None:
     from cellextract.simulate import score, simulate
 
-    sim = simulate(kind=a.kind, dims=tuple(a.dims), frames=a.frames, n_neurons=a.n_neurons,
-                   seed=a.seed)
-    tr = sim.truth
-    Yr = _movie(sim)
-    rng = np.random.default_rng(a.seed)
-    t0 = time.perf_counter()
-    if a.source == "engine":
-        from cellextract.cnmf.fit import fit_cnmf_array
-        g = int(a.gSig)
-        opts = dict(fr=tr.fr, decay_time=tr.decay_time, gSig=(g, g), gSiz=(4 * g + 1, 4 * g + 1))
-        if a.kind == "2p":
-            opts.update(method_init="greedy_roi", nb=2, K=a.n_neurons, rf=None, center_psf=False)
+    q = dict(QUALITY[a.kind])
+    if a.use_cnn is not None:
+        q["use_cnn"] = a.use_cnn == "yes"
+    tot = {"before": np.zeros(3, int), "after": np.zeros(3, int)}     # TP, FP, FN
+    per_seed, n_comp, t_fit, t_eval = [], 0, 0.0, 0.0
+    for seed in a.seeds:
+        sim = simulate(kind=a.kind, dims=tuple(a.dims), frames=a.frames,
+                       n_neurons=a.n_neurons, seed=seed)
+        tr = sim.truth
+        Yr = _movie(sim)
+        t0 = time.perf_counter()
+        if a.source == "engine":
+            from cellextract.cnmf.fit import fit_cnmf_array
+            from cellextract.evaluate.engine_crops import engine_options
+            opts = engine_options(a.kind, int(a.gSig), tr.fr, tr.decay_time)
+            est = fit_cnmf_array(Yr, tr.dims, **opts)
         else:
-            opts.update(method_init="corr_pnr", nb=0, min_corr=0.8, min_pnr=10, rf=None)
-        est = fit_cnmf_array(Yr, tr.dims, **opts)
-    else:
-        est = _candidates(sim, Yr, rng, a.junk_frac)
-    t_fit = time.perf_counter() - t0
-    q = QUALITY[a.kind]
-    t0 = time.perf_counter()
-    out = evaluate_components(est, Yr, fr=tr.fr, decay_time=tr.decay_time, gSig=a.gSig, **q)
-    t_eval = time.perf_counter() - t0
-    before = score(est.A, tr.dims, tr)
-    after = score(est.A[:, out.idx_components], tr.dims, tr)
-    lines = [f"{a.kind} {tuple(a.dims)} x {a.frames} frames, {a.n_neurons} neurons, seed {a.seed}, "
-             f"source {a.source} ({est.n_components} components, built in {t_fit:.0f} s)",
+            est = _candidates(sim, Yr, np.random.default_rng(seed), a.junk_frac)
+        t_fit += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = evaluate_components(est, Yr, fr=tr.fr, decay_time=tr.decay_time, gSig=a.gSig, **q)
+        t_eval += time.perf_counter() - t0
+        n_comp += est.n_components
+        sc = {"before": score(est.A, tr.dims, tr),
+              "after": score(est.A[:, out.idx_components], tr.dims, tr)}
+        for key in tot:
+            tot[key] += [sc[key]["TP"], sc[key]["FP"], sc[key]["FN"]]
+        per_seed.append(f"seed {seed}: P {sc['before']['precision']:.3f}->{sc['after']['precision']:.3f}"
+                        f", R {sc['before']['recall']:.3f}->{sc['after']['recall']:.3f}")
+
+    def pr(c):
+        return c[0] / max(c[0] + c[1], 1), c[0] / max(c[0] + c[2], 1)
+
+    (p0, r0), (p1, r1) = pr(tot["before"]), pr(tot["after"])
+    lines = [f"{a.kind} {tuple(a.dims)} x {a.frames} frames, {a.n_neurons} neurons, seeds "
+             f"{list(a.seeds)}, source {a.source} ({n_comp} components, built in {t_fit:.0f} s)",
              f"quality params: {q}",
-             f"before evaluation: precision {before['precision']:.3f}, recall {before['recall']:.3f}",
-             f"after evaluation: precision {after['precision']:.3f}, recall {after['recall']:.3f} "
-             f"(accepted {out.idx_components.size}, rejected {out.idx_components_bad.size})",
-             f"recall loss {before['recall'] - after['recall']:.3f}; evaluation time {t_eval:.1f} s"]
+             f"before evaluation (pooled): precision {p0:.3f}, recall {r0:.3f} "
+             f"(TP {tot['before'][0]}, FP {tot['before'][1]})",
+             f"after evaluation (pooled): precision {p1:.3f}, recall {r1:.3f} "
+             f"(TP {tot['after'][0]}, FP {tot['after'][1]})",
+             f"recall loss {r0 - r1:.3f}; evaluation time {t_eval:.1f} s in total",
+             "per seed: " + "; ".join(per_seed)]
     _append(f"quality {a.kind} / {a.source}", lines)
 
 
@@ -231,7 +243,9 @@ def main(argv=None) -> None:
     q.add_argument("--n-neurons", type=int, default=40)
     q.add_argument("--junk-frac", type=float, default=0.3)
     q.add_argument("--gSig", type=int, default=4)
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seeds", type=int, nargs="+", default=[0])
+    q.add_argument("--use-cnn", choices=("yes", "no"), default=None,
+                   help="override the kind's default use_cnn")
     c = sub.add_parser("cnn")
     c.add_argument("--n", type=int, default=6000)
     c.add_argument("--seed", type=int, default=123456)
