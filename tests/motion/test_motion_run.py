@@ -124,3 +124,25 @@ def test_real_inscopix_isxd(tmp_path):
     assert np.isfinite(np.asarray(Yr)).all() and float(np.min(Yr)) >= 0.0
     info = json.loads((tmp_path / "motion.json").read_text())
     assert info["correlation"]["mean_after"] >= info["correlation"]["mean_before"] - 1e-3
+
+
+def test_series_of_two_files_with_different_motion(tmp_path):
+    from cellextract.io import load_series
+    from cellextract.simulate import load_truth, shift_rmse, write_simulation
+
+    paths = write_simulation(tmp_path / "sim.tif", parts=2, kind="2p", dims=(64, 72), frames=80,
+                             motion="rigid", max_shift=3.0, seed=3, n_neurons=15)
+    truth = load_truth(tmp_path / "sim_truth.h5")
+    info = load_series(paths)
+    r = motion_correct(info, tmp_path / "mc", "ser", max_shifts=(4, 4), n_processes=2, chunk_frames=20)
+    assert r.n_frames == 80 and r.dims == (64, 72)
+    assert shift_rmse(r.shifts, truth.shifts) < 0.15
+    # both files aligned to the one template: corrected frames of each part agree
+    Yr, dims, _ = open_memmap(r.mmap_path)
+    from cellextract.io import open_series
+    f = frames_from_memmap(Yr, dims, 0, 80)[:, 6:-6, 6:-6]
+    with open_series(info) as rd:
+        raw = rd.read(0, 80)[:, 6:-6, 6:-6]
+    after = np.corrcoef(f[:40].mean(0).ravel(), f[40:].mean(0).ravel())[0, 1]
+    before = np.corrcoef(raw[:40].mean(0).ravel(), raw[40:].mean(0).ravel())[0, 1]
+    assert after > before and after > 0.9
