@@ -76,3 +76,54 @@ def test_quality_change_reruns_only_evaluation_onwards(tmp_path, small_movie):
     assert "evaluate" in plan
     for stage in ("motion_correct", "cnmf_fit", "concatenate"):
         assert f"rule {stage}:" not in plan, plan
+
+
+def test_three_file_isxd_series(tmp_path):
+    movie = tmp_path / "ser.isxd"
+    proc = run_cli("simulate", "--kind", "1p", "--dims", "48", "48", "--frames", "240",
+                   "--neurons", "6", "--seed", "5", "--parts", "3", "--out", movie)
+    parts = proc.stdout.split()
+    assert len(parts) == 3
+    out = tmp_path / "run"
+    run_cli("run", *reversed(parts), "--name", "ser", "--out", out, "--cores", "2", *FAST)
+    import isx
+
+    s = out / "ser"
+    info = json.loads((s / "series.json").read_text())
+    assert info["time_order"] == [2, 1, 0]  # isxd parts concatenated by start time
+    for k, part in enumerate(reversed(parts)):  # outputs follow the user's order
+        mv = isx.Movie.read(part)
+        for name in ("cellset_raw", "cellset_denoised"):
+            cs = isx.CellSet.read(str(s / f"{name}.{k:03d}.isxd"))
+            assert cs.timing.num_samples == mv.timing.num_samples
+            assert cs.timing.start == mv.timing.start
+        ev = isx.EventSet.read(str(s / f"neural_events.{k:03d}.isxd"))
+        assert ev.timing.num_samples == mv.timing.num_samples
+    meta = json.loads((s / "output_metadata.json").read_text())
+    assert meta
+
+
+def test_real_inscopix_movie(tmp_path):
+    from pathlib import Path
+
+    shared = next((p for p in (Path(__file__).resolve().parents[2].parent / "shared",
+                               Path("/work/shared")) if p.is_dir()), Path("/work/shared"))
+    movie = shared / "data" / "inscopix" / "movie_part2_108x123x63.isxd"
+    out = tmp_path / "real"
+    run_cli("run", movie, "--name", "real", "--out", out, "--cores", "2",
+            "--set", "min_corr=0.5", "--set", "min_pnr=5")
+    s = out / "real"
+    doc = json.loads((s / "params.json").read_text())
+    assert doc["params"]["data"]["fr"] == 10.0
+    with h5py.File(s / "caiman_output.hdf5", "r") as f:
+        K = int(f["estimates/A/shape"][()][1])
+        n_acc = len(f["estimates/idx_components"][()])
+    assert 10 <= K <= 150 and n_acc >= 10  # tens of plausible cells (CaImAn: ~24 of 40)
+    import isx
+
+    cs = isx.CellSet.read(str(s / "cellset_raw.000.isxd"))
+    mv = isx.Movie.read(str(movie))
+    assert cs.num_cells == K
+    assert cs.timing.num_samples == mv.timing.num_samples
+    assert cs.timing.period == mv.timing.period
+    assert cs.spacing.num_pixels == mv.spacing.num_pixels
