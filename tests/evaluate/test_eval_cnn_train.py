@@ -30,3 +30,24 @@ def test_gradients_match_finite_differences():
             w[i] = old
             num = (lp - lm) / 2e-7          # small step: avoids crossing ReLU kinks
             assert grads[name][i] == pytest.approx(num, rel=1e-3, abs=1e-8), name
+
+
+def test_training_script_writes_loadable_weights(tmp_path, capsys):
+    from cellextract.evaluate.cnn import load_weights, predict
+    from cellextract.evaluate.synth_crops import make_dataset
+    from cellextract.evaluate.train import main
+
+    extra = tmp_path / "extra.npz"
+    X, y, _ = make_dataset(20, seed=3)
+    np.savez(extra, crops=X, labels=y)
+    out = tmp_path / "w.npz"
+    fix = tmp_path / "fix.npz"
+    assert main(["--n-train", "300", "--n-val", "100", "--epochs", "1", "--out", str(out),
+                 "--extra", str(extra), "--extra-repeat", "2", "--extra-val", str(extra),
+                 "--fixture", str(fix)]) == 0
+    assert "held-out ROC AUC" in capsys.readouterr().out
+    params = load_weights(str(out))
+    with np.load(fix) as z:
+        np.testing.assert_allclose(predict(z["crops"], params=params), z["expected"], atol=1e-6)
+    with np.load(out) as z:
+        assert 0.0 <= float(z["meta_auc"]) <= 1.0 and "meta_auc_engine" in z.files

@@ -12,8 +12,8 @@ labelled against simulator ground truth (``--extra file.npz`` holding ``crops`` 
 flipped. Loss: binary cross-entropy on the logit; optimiser: Adam with cosine learning-rate
 decay and a small L2 penalty. Gradients are written out by hand (:func:`backward`).
 
-The held-out ROC AUC (Mann-Whitney) is printed, stored in the weights file (``meta_auc``) and
-returned by :func:`main`.
+The held-out ROC AUC (Mann-Whitney) is printed, stored in the weights file (``meta_auc``, and
+``meta_auc_engine`` for ``--extra-val`` crops) and returned by :func:`run`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from cellextract.log import get_logger
 
 from .cnn import CONV, LAYERS, forward, im2col, init_weights, predict, sigmoid
 
-__all__ = ["backward", "loss_and_grads", "roc_auc", "train", "main"]
+__all__ = ["backward", "loss_and_grads", "roc_auc", "train", "run", "main"]
 
 log = get_logger(__name__)
 
@@ -160,8 +160,14 @@ def train(X: np.ndarray, y: np.ndarray, *, epochs: int = 8, batch: int = 64, lr:
     return params
 
 
-def main(argv: list[str] | None = None) -> float:
-    """Command line: train on synthetic crops and write the weights; returns the held-out AUC."""
+def main(argv: list[str] | None = None) -> int:
+    """Command line (``cellextract train-classifier``); returns the exit status 0."""
+    run(argv)
+    return 0
+
+
+def run(argv: list[str] | None = None) -> float:
+    """Train on synthetic (+ ``--extra``) crops, write the weights; returns the held-out AUC."""
     ap = argparse.ArgumentParser(prog="cellextract train-classifier", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "cnn_weights.npz"),
                     help="weights file to write (default: the package's cnn_weights.npz)")
@@ -222,4 +228,4 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
