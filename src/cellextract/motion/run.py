@@ -48,6 +48,7 @@ from cellextract.motion.threads import single_threaded
 log = get_logger(__name__)
 
 N_TEMPLATE_FRAMES = 200
+TEMPLATE_BYTES = 128 << 20  # at most this much of sample frames (100+ frames at 512 x 512)
 SUB_BATCH_BYTES = 24 << 20  # frames registered together (FFT batch)
 CHUNK_BYTES = 64 << 20  # frames per chunk (unit of work of a process)
 
@@ -348,9 +349,10 @@ def _tuple_fix(p: MotionParams) -> dict:
 
 
 def _template(rd, p: MotionParams) -> np.ndarray:
-    samples = read_samples(rd, N_TEMPLATE_FRAMES)
+    H, W = rd.dims
+    samples = read_samples(rd, max(50, min(N_TEMPLATE_FRAMES, TEMPLATE_BYTES // (4 * H * W))))
     finite = np.isfinite(samples).reshape(samples.shape[0], -1).all(axis=1)
-    if finite.any():
+    if finite.any() and not finite.all():
         samples = samples[finite]
     if not p.motion_correct:
         return np.nan_to_num(np.nanmean(samples, axis=0)).astype(np.float32)

@@ -78,5 +78,8 @@ def rigid_template(samples: np.ndarray, *, max_shifts=(5, 5), gSig_filt=None, ni
             for i in range(0, samples.shape[0], 64)])
         # re-centre so the template sits at the median position of the samples
         shifts -= np.median(shifts, axis=0)
-        template = apply_rigid(samples, shifts, border_nan="copy").mean(axis=0, dtype=np.float64).astype(np.float32)
+        acc = np.zeros(template.shape)
+        for i in range(0, samples.shape[0], 32):  # batched: no second copy of the samples
+            acc += apply_rigid(samples[i:i + 32], shifts[i:i + 32], border_nan="copy").sum(axis=0, dtype=np.float64)
+        template = (acc / samples.shape[0]).astype(np.float32)
     return template, shifts
