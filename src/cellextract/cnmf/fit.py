@@ -410,8 +410,11 @@ def residual_init_patch(Yp: np.ndarray, pdims, *, A_p, C_p, o: dict):
                           mean_Y=Yp.mean(1), mean_C=C_p.mean(1), dims=pdims,
                           gSiz=_pair(o["gSiz"])[0], ring_size_factor=o["ring_size_factor"],
                           ssub_B=o["ssub_B"])
-    R = Yp - np.asarray(A_p @ C_p, np.float32)
-    R -= np.asarray(ring.background(R), np.float32)
+    R = Yp                                  # residual computed in place, in time chunks
+    for t0 in range(0, T, 1000):
+        ch = slice(t0, min(T, t0 + 1000))
+        R[:, ch] -= np.asarray(A_p @ C_p[:, ch], np.float32)
+        R[:, ch] -= np.asarray(ring.background(R[:, ch]), np.float32)
     r = init_corr_pnr(rows_to_frames(R, pdims), gSig=o["gSig"], gSiz=o["gSiz"],
                       min_corr=o["min_corr"], min_pnr=o["min_pnr"], K=o["K"],
                       center_psf=o["center_psf"], tsub=o["tsub"], ssub=o["ssub"])
