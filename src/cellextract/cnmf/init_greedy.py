@@ -30,7 +30,7 @@ from cellextract.cnmf.filters import as_pair, filter_image, gaussian_kernel, odd
 from cellextract.cnmf.init_corr_pnr import (_resize_image, downsample_movie, to_init_result,
                                             upsample_footprints, upsample_traces)
 from cellextract.cnmf.initresult import InitResult
-from cellextract.cnmf.summary import local_correlation
+from cellextract.cnmf.summary import local_correlation, to_frames, to_pixel_major
 from cellextract.errors import ParameterError
 from cellextract.log import get_logger
 
@@ -51,8 +51,8 @@ def _energy(Fp: np.ndarray, rolling_sum: bool, L: int) -> np.ndarray:
     """Per-pixel energy of filtered pixel-major data (h, w, T)."""
     if not rolling_sum or L >= Fp.shape[2]:
         return np.einsum("ijt,ijt->ij", Fp, Fp)
-    E = np.zeros(Fp.shape[:2] + (Fp.shape[2] + 1,), np.float64)
-    np.cumsum(Fp.astype(np.float64) ** 2, axis=2, out=E[:, :, 1:])
+    E = np.zeros(Fp.shape[:2] + (Fp.shape[2] + 1,), np.float32)
+    np.cumsum(np.square(Fp, dtype=np.float32), axis=2, out=E[:, :, 1:])
     return (E[:, :, L:] - E[:, :, :-L]).max(axis=2)
 
 
@@ -80,8 +80,12 @@ def global_background(Rp: np.ndarray, nb: int, *, block: int = 8):
         return np.zeros((h, w, 0), np.float32), np.zeros((0, T), np.float32)
     X = Rp.reshape(-1, T)
     # the quieter half of the pixels (lowest excursion over noise) carry little neural signal
-    sd = np.median(np.abs(np.diff(X, axis=1)), axis=1) + 1e-12
-    act = np.percentile(X, 99, axis=1) / sd
+    Xs = np.ascontiguousarray(X[:, ::4]) if T >= 400 else X.copy()  # frame subsample
+    sd = np.median(np.abs(np.diff(X[:, :min(T, 400)], axis=1)), axis=1) + 1e-12
+    q = int(0.99 * (Xs.shape[1] - 1))
+    Xs.partition(q, axis=1)
+    act = Xs[:, q] / sd
+    del Xs
     quiet = act <= np.median(act)
     Xt = np.ascontiguousarray(X[quiet].T)
     m = Xt.shape[1] // 2
@@ -97,7 +101,7 @@ def global_background(Rp: np.ndarray, nb: int, *, block: int = 8):
         _, _, vt = np.linalg.svd(Z, full_matrices=False)
         F.extend(vt[:nb - 1])
     F = np.asarray(F, np.float32)
-    B = np.linalg.lstsq(F.T.astype(np.float64), X.T.astype(np.float64), rcond=None)[0].T
+    B = (X @ F.T) @ np.linalg.inv((F @ F.T).astype(np.float64)).astype(np.float32)
     return B.reshape(h, w, -1).astype(np.float32), F
 
 
@@ -226,7 +230,7 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
     Yd = downsample_movie(Y, tsub, ssub)
     Td, hd, wd = Yd.shape
     cn = local_correlation(Yd)
-    Yp = np.ascontiguousarray(Yd.transpose(1, 2, 0))
+    Yp = to_pixel_major(Yd)
     del Yd
     scale = np.ones((hd, wd), np.float32)
     if normalize_init:
@@ -239,7 +243,9 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
     Bg, Fg = global_background(Rp, nb, block=max(2 * R + 1, 8))
     if nb > 0:  # greedy search on background-free data
         Rp -= (Bg.reshape(-1, nb) @ Fg).reshape(Rp.shape)
-    Fp = np.ascontiguousarray(spatial_filter(Rp.transpose(2, 0, 1), kernel).transpose(1, 2, 0))
+    F = to_frames(Rp)
+    Fp = to_pixel_major(spatial_filter(F, kernel, out=F))
+    del F
     L = max(1, int(rolling_length) // tsub)
     rho = _energy(Fp, rolling_sum, L)
     allowed = np.ones((hd, wd), bool)

@@ -27,7 +27,7 @@ from cellextract.cnmf.init_corr_pnr import (_resize_image, downsample_movie, to_
                                             upsample_footprints, upsample_traces)
 from cellextract.cnmf.init_greedy import global_background, pixel_median
 from cellextract.cnmf.initresult import InitResult
-from cellextract.cnmf.summary import MAD_SCALE, local_correlation
+from cellextract.cnmf.summary import MAD_SCALE, local_correlation, to_pixel_major
 from cellextract.errors import ParameterError
 from cellextract.log import get_logger
 
@@ -190,7 +190,7 @@ def init_sparse_nmf(Y: np.ndarray, *, K: int, alpha: float = 2.0, max_iter: int 
     Yd = downsample_movie(Y, tsub, ssub)
     Td, hd, wd = Yd.shape
     cn = local_correlation(Yd)
-    Yp = np.ascontiguousarray(Yd.transpose(1, 2, 0))
+    Yp = to_pixel_major(Yd)
     del Yd
     b0 = pixel_median(Yp)
     Rp = Yp - b0[:, :, None]

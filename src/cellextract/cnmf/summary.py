@@ -40,7 +40,7 @@ from cellextract.log import Progress, get_logger
 
 __all__ = ["correlation_pnr", "correlation_pnr_memmap", "local_correlation",
            "local_correlation_memmap", "neighbour_correlation", "baseline_noise",
-           "pilot_runs", "psd_noise", "search_image",
+           "pilot_runs", "psd_noise", "search_image", "to_pixel_major", "to_frames",
            "summary_kernel", "MAD_SCALE"]
 
 log = get_logger(__name__)
@@ -169,6 +169,19 @@ def pilot_runs(T: int, n_frames: int, *, run_len: int = 200) -> list[tuple[int, 
     n_runs = max(1, int(round(min(n_frames, T) / L)))
     starts = np.linspace(0, T - L, n_runs).round().astype(int)
     return [(int(s), int(s) + L) for s in starts]
+
+
+def to_pixel_major(F: np.ndarray) -> np.ndarray:
+    """Frames (n, a, b) -> contiguous pixel-major traces (a, b, n), float32 (cv2 transpose)."""
+    n, a, b = F.shape
+    return _pixel_major(F).reshape(a, b, n)
+
+
+def to_frames(Fp: np.ndarray) -> np.ndarray:
+    """Pixel-major traces (a, b, n) -> contiguous frames (n, a, b), float32."""
+    a, b, n = Fp.shape
+    X = np.ascontiguousarray(Fp.reshape(a * b, n), dtype=np.float32)
+    return (cv2.transpose(X) if n > 1 else X.T.copy()).reshape(n, a, b)
 
 
 def _pixel_major(F: np.ndarray) -> np.ndarray:
