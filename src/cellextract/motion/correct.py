@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from cellextract.motion.apply import apply_rigid
@@ -79,8 +78,9 @@ class Corrector:
         x = frames[:, self._crop[0], self._crop[1]].reshape(frames.shape[0], -1)
         bad = ~np.isfinite(x)
         if bad.any():
-            fill = np.nanmean(np.where(bad, np.nan, x), axis=1, keepdims=True) if not bad.all() else 0.0
-            x = np.where(bad, np.nan_to_num(fill), x)
+            good = (~bad).sum(axis=1, keepdims=True)
+            fill = np.where(bad, 0, x).sum(axis=1, keepdims=True, dtype=np.float64) / np.maximum(good, 1)
+            x = np.where(bad, fill.astype(np.float32), x)
         xc = x - x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
         nx = np.sqrt(np.einsum("ij,ij->i", xc, xc, dtype=np.float64))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -119,12 +119,3 @@ class Corrector:
             pw[empty] = 0.0
             out = apply_piecewise(a, pw, self.grid, border_nan=self.p.border_nan)
         return BatchResult(out, shifts, pw, corr_b, self.correlation(out))
-
-
-def to_columns(frames: np.ndarray, block: np.ndarray, j0: int) -> None:
-    """Write frames ``(n, H, W)`` into columns ``j0:j0+n`` of ``block (H*W, m)`` (Fortran pixel order)."""
-    n, H, W = frames.shape
-    t = np.empty((n, W, H), np.float32)
-    for i in range(n):
-        cv2.transpose(frames[i], dst=t[i])
-    block[:, j0:j0 + n] = t.reshape(n, H * W).T

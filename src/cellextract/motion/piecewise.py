@@ -147,39 +147,68 @@ def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, 
     dev = np.broadcast_to(np.asarray(max_deviation_rigid, dtype=np.float64).reshape(-1), (2,))
     r = np.repeat(rigid, gy * gx, axis=0)
     lo, hi = r - dev, r + dev
-    tm = np.broadcast_to(tmpl_spectra[None], (n,) + tmpl_spectra.shape).reshape(n * gy * gx, py, px // 2 + 1)
-    # pass 1: patches cut at the rounded rigid shift; pass 2: cut at the rounded pass-1
-    # shift, so the measured residual (and its bias) stays below half a pixel
-    guess = r.reshape(n, gy, gx, 2)
+    tmf = tmpl_spectra.reshape(gy * gx, py, px // 2 + 1)
+    lim = np.array([py // 2 - 1, px // 2 - 1], dtype=np.float64)
+    fi = np.repeat(np.arange(n), gy * gx)  # frame of each item
+    pi = np.tile(np.arange(gy * gx), n)  # patch of each item
+    # pass 1: patches cut at the rounded rigid shift; pass 2 (only items whose rounded
+    # estimate moved): cut at the rounded pass-1 shift, so the measured residual (and
+    # its bias) stays below half a pixel
+    est = r.copy()
+    eff = None
+    todo = np.arange(n * gy * gx)
     for _ in range(2):
-        patches, eff = _cut(a, grid, guess)
-        spec = image_spectra(patches).reshape(n * gy * gx, py, px // 2 + 1)
-        lim = np.array([py // 2 - 1, px // 2 - 1], dtype=np.float64)
-        s = register_spectra(spec, tm, (py, px), lo=np.clip(lo - eff, -lim, lim),
-                             hi=np.maximum(np.clip(hi - eff, -lim, lim), np.clip(lo - eff, -lim, lim)),
-                             upsample=upsample) + eff
-        guess = s.reshape(n, gy, gx, 2)
-    return guess.astype(np.float32)
+        patches, e = _cut(a, grid, fi[todo], pi[todo], est[todo])
+        if eff is not None:
+            keep = np.any(e != eff[todo], axis=1)
+            todo, patches, e = todo[keep], patches[keep], e[keep]
+            if todo.size == 0:
+                break
+        spec = np.conjugate(image_spectra(patches))
+        if todo.size == n * gy * gx:  # all items, frame-major: broadcast without copies
+            spec.reshape((n, gy * gx) + spec.shape[1:])[...] *= tmf[None]
+        else:
+            spec *= tmf[pi[todo]]
+        lo_i = np.clip(lo[todo] - e, -lim, lim)
+        hi_i = np.maximum(np.clip(hi[todo] - e, -lim, lim), lo_i)
+        est[todo] = register_spectra(spec, None, (py, px), lo=lo_i, hi=hi_i, upsample=upsample) + e
+        eff = np.zeros_like(est) if eff is None else eff
+        eff[todo] = e
+    return est.reshape(n, gy, gx, 2).astype(np.float32)
 
 
-def _cut(a: np.ndarray, grid: PatchGrid, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Patches of frames ``a`` cut at the grid moved by ``round(guess)`` (kept inside).
+def _cut(a: np.ndarray, grid: PatchGrid, frame: np.ndarray, patch: np.ndarray,
+         guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Patches cut from frames ``a`` at the grid position moved by ``round(guess)``.
 
-    Returns ``(n, gy, gx, py, px)`` patches and ``(n*gy*gx, 2)`` integer offsets used.
+    Parameters
+    ----------
+    a : np.ndarray
+        ``(n, H, W)`` frames.
+    grid : PatchGrid
+        Patch layout.
+    frame, patch : np.ndarray
+        ``(k,)`` frame index and flat patch index (``i * gx + j``) of each item.
+    guess : np.ndarray
+        ``(k, 2)`` current shift estimates (pixels).
+
+    Returns
+    -------
+    patches : np.ndarray
+        ``(k, py, px)`` float32.
+    eff : np.ndarray
+        ``(k, 2)`` integer offsets actually used (kept inside the frame).
     """
-    n = a.shape[0]
     H, W = grid.dims
-    gy, gx = grid.shape
+    gx = grid.shape[1]
     py, px = grid.size
-    sy = np.clip(grid.starts_y[None, :, None] - np.round(guess[..., 0]).astype(np.int64), 0, H - py)
-    sx = np.clip(grid.starts_x[None, None, :] - np.round(guess[..., 1]).astype(np.int64), 0, W - px)
-    patches = np.empty((n, gy, gx, py, px), np.float32)
-    for f in range(n):
-        for i in range(gy):
-            for j in range(gx):
-                patches[f, i, j] = a[f, sy[f, i, j]:sy[f, i, j] + py, sx[f, i, j]:sx[f, i, j] + px]
-    eff = np.stack([grid.starts_y[None, :, None] - sy, grid.starts_x[None, None, :] - sx], axis=-1)
-    return patches, eff.reshape(-1, 2).astype(np.float64)
+    sy = np.clip(grid.starts_y[patch // gx] - np.round(guess[:, 0]).astype(np.int64), 0, H - py)
+    sx = np.clip(grid.starts_x[patch % gx] - np.round(guess[:, 1]).astype(np.int64), 0, W - px)
+    out = np.empty((frame.size, py, px), np.float32)
+    for k in range(frame.size):
+        out[k] = a[frame[k], sy[k]:sy[k] + py, sx[k]:sx[k] + px]
+    eff = np.stack([grid.starts_y[patch // gx] - sy, grid.starts_x[patch % gx] - sx], axis=1)
+    return out, eff.astype(np.float64)
 
 
 def _weights(centers: np.ndarray, n: int) -> np.ndarray:

@@ -181,8 +181,9 @@ def register_spectra(spectra: np.ndarray, template_spectra: np.ndarray, shape: t
     spectra : np.ndarray
         ``(n, h, wr)`` complex64 spectra of the images (:func:`image_spectra`); it is
         overwritten (used as work space).
-    template_spectra : np.ndarray
-        ``(h, wr)`` or ``(n, h, wr)`` spectra of the template(s).
+    template_spectra : np.ndarray or None
+        ``(h, wr)`` or ``(n, h, wr)`` spectra of the template(s); None when ``spectra``
+        already holds the cross-power spectra ``T * conj(F)``.
     shape : (int, int)
         ``(h, w)`` image size in pixels.
     lo, hi : array-like
@@ -203,8 +204,11 @@ def register_spectra(spectra: np.ndarray, template_spectra: np.ndarray, shape: t
     n = spectra.shape[0]
     lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (n, 2))
     hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (n, 2))
-    cps = np.conjugate(spectra, out=spectra)
-    cps *= template_spectra
+    if template_spectra is None:
+        cps = spectra
+    else:
+        cps = np.conjugate(spectra, out=spectra)
+        cps *= template_spectra
     cps[..., 0, 0] = 0.0
     # stage 1: integer peak inside the allowed window (integers within 0.5 px of it)
     ilo = np.ceil(lo - 0.5)

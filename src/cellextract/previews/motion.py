@@ -66,8 +66,13 @@ def plot_motion(out_png, *, shifts, mean_before, mean_after, corr_before, corr_a
 
     ax = fig.add_subplot(gs[0, 2])
     cb, ca = np.asarray(corr_before, float), np.asarray(corr_after, float)
-    ax.plot(t, cb, lw=0.8, color="0.5", label=f"before (mean {np.nanmean(cb):.3f})")
-    ax.plot(t, ca, lw=0.8, color="tab:green", label=f"after (mean {np.nanmean(ca):.3f})")
+
+    def _m(v):
+        v = v[np.isfinite(v)]
+        return f"{v.mean():.3f}" if v.size else "n/a"
+
+    ax.plot(t, cb, lw=0.8, color="0.5", label=f"before (mean {_m(cb)})")
+    ax.plot(t, ca, lw=0.8, color="tab:green", label=f"after (mean {_m(ca)})")
     ax.set_xlabel(tlabel)
     ax.set_ylabel("Pearson r with template")
     ax.set_title("Frame-template correlation")
