@@ -134,7 +134,8 @@ def test_refit_and_patch_fits_keep_accuracy(movie):
 def test_restricted_spatial_statistics_match_dense(movie):
     """Y C^T computed only near each component equals the dense result on its masks."""
     from cellextract.cnmf.background import downsample_operator, fit_ring_model
-    from cellextract.cnmf.fit import RowSource, _ring_spatial
+    from cellextract.cnmf.patches import RowSource
+    from cellextract.cnmf.spatial import ring_spatial_stats
     from cellextract.cnmf.spatial import support_masks
     sim, Yr = movie
     A = sp.csc_matrix(sim.truth.A)
@@ -142,7 +143,7 @@ def test_restricted_spatial_statistics_match_dense(movie):
     ring = fit_ring_model(downsample_operator(DIMS, 2) @ Yr, A, C, mean_Y=Yr.mean(1),
                           mean_C=C.mean(1), dims=DIMS, gSiz=7, ring_size_factor=1.4, ssub_B=2)
     rows = RowSource(Yr, Yr.shape[0], T)
-    Q = _ring_spatial(rows, A, C, ring, 64 * 4 * T, dims=DIMS, box=7)   # 4-column strips
+    Q = ring_spatial_stats(rows, A, C, ring, 64 * 4 * T, dims=DIMS, box=7)   # 4-column strips
     B = ring.background(Yr - A @ C)
     Qd = (Yr - B) @ C.T
     for k, m in enumerate(support_masks(A, DIMS, dilate=2, box=7)):

@@ -26,11 +26,13 @@ from cellextract.cnmf.background import (downsample_operator, fit_ring_model, ha
                                          init_lowrank)
 from cellextract.cnmf.estimates import Estimates
 from cellextract.cnmf.merge import merge_components
-from cellextract.cnmf.noise import g_from_decay, noise_psd
-from cellextract.cnmf.patches import combine_patches, map_patches, patch_grid, rows_to_frames
-from cellextract.cnmf.spatial import (centers_of_mass, clean_footprints, hals_spatial,
-                                      support_masks)
-from cellextract.cnmf.temporal import update_temporal
+from cellextract.cnmf.noise import g_from_decay
+from cellextract.cnmf.patches import (RowSource, bin_time, combine_patches, map_patches, patch_grid,
+                                      rows_to_frames, stats_pass)
+from cellextract.cnmf.spatial import (clean_footprints, hals_spatial, lowrank_spatial_stats,
+                                      ring_spatial_stats, support_masks)
+from cellextract.cnmf.temporal import (lowrank_temporal_stats, ring_temporal_stats,
+                                       update_temporal)
 from cellextract.errors import NoComponentsError, ParameterError
 from cellextract.log import get_logger
 
@@ -48,136 +50,6 @@ DEFAULTS = dict(
     n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, init_fn=None, residual_search=True,
     dup_thr=0.6,
 )
-
-
-# ----------------------------------------------------------------------------- data access
-
-class RowSource:
-    """Pixel rows of a ``(P, T)`` float32 C-order memmap file or array.
-
-    File reads (not a mapping), so streamed passes do not grow the resident set.
-    """
-
-    def __init__(self, src, P: int, T: int):
-        self.src, self.P, self.T = src, int(P), int(T)
-        self.is_path = isinstance(src, (str, os.PathLike))
-
-    def blocks(self, block_bytes: int):
-        """Yield ``(r0, r1, Y[r0:r1])`` blocks of float32 rows."""
-        n = max(1, int(block_bytes) // (4 * self.T))
-        if self.is_path:
-            with open(self.src, "rb") as fh:
-                for r0 in range(0, self.P, n):
-                    r1 = min(self.P, r0 + n)
-                    fh.seek(r0 * self.T * 4)
-                    Y = np.fromfile(fh, np.float32, (r1 - r0) * self.T).reshape(r1 - r0, self.T)
-                    yield r0, r1, Y
-        else:
-            for r0 in range(0, self.P, n):
-                r1 = min(self.P, r0 + n)
-                yield r0, r1, np.asarray(self.src[r0:r1], dtype=np.float32)
-
-
-def _bin_time(X: np.ndarray, tbin: int) -> np.ndarray:
-    if tbin <= 1:
-        return np.asarray(X, np.float32)
-    Tb = X.shape[-1] // tbin
-    return X[..., :Tb * tbin].reshape(*X.shape[:-1], Tb, tbin).mean(-1, dtype=np.float32)
-
-
-def stats_pass(rows: RowSource, dims, *, ssub_B: int, tbin: int, need_ds: bool, block_bytes: int,
-               noise_range, noise_method):
-    """One pass: temporal mean (P,), pixel noise sn (P,), and ``D Y`` binned (P_ds, T_b)."""
-    mean = np.zeros(rows.P, np.float32)
-    sn = np.zeros(rows.P, np.float32)
-    D = downsample_operator(dims, ssub_B).tocsc() if need_ds else None
-    Yds = np.zeros((D.shape[0], rows.T // tbin), np.float32) if need_ds else None
-    for r0, r1, Y in rows.blocks(block_bytes):
-        mean[r0:r1] = Y.mean(1)
-        sn[r0:r1] = noise_psd(Y, noise_range=noise_range, noise_method=noise_method)
-        if need_ds:
-            Ds = D[:, r0:r1]
-            lo, hi = Ds.indices.min(), Ds.indices.max() + 1
-            Yds[lo:hi] += Ds[lo:hi] @ _bin_time(Y, tbin)
-    return mean, sn, Yds
-
-
-# ----------------------------------------------------------------------------- background
-
-def _ring_stats(rows, A, C, ring, block_bytes):
-    """Temporal statistics under the ring model: ``U = A^T (Y - B)`` (K, T)."""
-    MT = sp.csr_matrix(ring.apply_T(A))                 # (P, K) = (A^T U W D)^T
-    Ap = sp.csr_matrix(A - MT)
-    U = np.zeros((A.shape[1], rows.T), np.float32)
-    for r0, r1, Y in rows.blocks(block_bytes):
-        U += Ap[r0:r1].T @ Y
-    U -= (Ap.T @ ring.b0)[:, None]
-    U += np.asarray((MT.T @ A).todense(), np.float32) @ C
-    return U
-
-
-def _column_ranges(A, dims, margin: float):
-    """Image-column range (lo, hi) each component's spatial update can touch, (K,), (K,)."""
-    cm = centers_of_mass(A, dims)[:, 1]
-    return np.floor(cm - margin), np.ceil(cm + margin)
-
-
-def _project_blocks(rows, Ct, dims, lo, hi, block_bytes, extra=None):
-    """``Y C^T`` (P, K) computed only where a component may need it.
-
-    Pixel-row blocks of the memmap are strips of image columns; each block is multiplied
-    only by the traces of components whose column range ``[lo, hi]`` meets the strip
-    (other entries stay 0). ``extra`` (T, m) columns are computed everywhere.
-    """
-    H = int(dims[0])
-    K = Ct.shape[1]
-    m = 0 if extra is None else extra.shape[1]
-    Z = np.zeros((rows.P, K + m), np.float32)
-    for r0, r1, Y in rows.blocks(block_bytes):
-        ks = np.flatnonzero((hi >= r0 // H) & (lo <= (r1 - 1) // H))
-        if ks.size:
-            Z[r0:r1, ks] = Y @ Ct[:, ks]
-        if m:
-            Z[r0:r1, K:] = Y @ extra
-    return Z
-
-
-def _ring_spatial(rows, A, C, ring, block_bytes, *, dims, box):
-    """Spatial statistics under the ring model: ``Q = (Y - B) C^T`` (P, K).
-
-    Exact on every pixel a component may occupy (within ``box`` of its centre); the
-    ring term needs ``Y C^T`` up to ``(radius + 2) * ssub_B`` pixels further out.
-    """
-    Ct = np.ascontiguousarray(C.T)
-    lo, hi = _column_ranges(A, dims, box + (ring.radius + 2) * ring.ssub_B + 1)
-    Z = _project_blocks(rows, Ct, dims, lo, hi, block_bytes)
-    Z -= ring.b0[:, None] * C.sum(1)[None, :]
-    CCt = C @ Ct
-    for k0 in range(0, C.shape[0], 64):          # column chunks bound the temporaries
-        ch = slice(k0, min(C.shape[0], k0 + 64))
-        R = Z[:, ch] - np.asarray(A @ CCt[:, ch], np.float32)
-        Z[:, ch] -= np.asarray(ring.apply(R), np.float32)
-    return Z
-
-
-def _lowrank_stats(rows, A, C, b, f, block_bytes):
-    """``U = A^T (Y - b f)`` (K, T) and ``b^T Y`` (nb, T)."""
-    Ab = sp.csr_matrix(sp.hstack([A, sp.csc_matrix(b)]))
-    UY = np.zeros((Ab.shape[1], rows.T), np.float32)
-    for r0, r1, Y in rows.blocks(block_bytes):
-        UY += Ab[r0:r1].T @ Y
-    K = A.shape[1]
-    U = UY[:K] - np.asarray(A.T @ b, np.float32) @ f
-    return U, UY[K:]
-
-
-def _lowrank_spatial(rows, A, C, b, f, block_bytes, *, dims, box):
-    """``Q = (Y - b f) C^T`` (P, K) (exact within ``box`` of each centre), ``Y f^T`` (P, nb)."""
-    lo, hi = _column_ranges(A, dims, box + 1)
-    Z = _project_blocks(rows, np.ascontiguousarray(C.T), dims, lo, hi, block_bytes,
-                        extra=np.ascontiguousarray(f.T))
-    K = C.shape[0]
-    return Z[:, :K] - b @ (f @ C.T), Z[:, K:]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -313,7 +185,7 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
 
     def fit_bg(A, C):
         nonlocal ring
-        ring = fit_ring_model(Yds, A, _bin_time(C, tbin), mean_Y=mean_Y, mean_C=C.mean(1),
+        ring = fit_ring_model(Yds, A, bin_time(C, tbin), mean_Y=mean_Y, mean_C=C.mean(1),
                               dims=dims, gSiz=gSiz, ring_size_factor=o["ring_size_factor"],
                               ssub_B=o["ssub_B"])
 
@@ -322,9 +194,9 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
     else:
         b, f = init_lowrank(mean_Y - A @ C.mean(1), rows.T, nb)
         for _ in range(2):
-            _, Yf = _lowrank_spatial(rows, A, C, b, f, bb, dims=dims, box=gSiz)
+            _, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims, box=gSiz)
             b = hals_b(b, Yf - A @ (C @ f.T), f @ f.T)
-            _, bTY = _lowrank_stats(rows, A, C, b, f, bb)
+            _, bTY = lowrank_temporal_stats(rows, A, C, b, f, bb)
             f = hals_f(f, bTY - (b.T @ A) @ C, b.T @ b)
     log.info("background (%s) estimated, %d components, elapsed %.1f s",
              "ring" if nb == 0 else f"rank {nb}", A.shape[1], time.perf_counter() - t0)
@@ -332,9 +204,9 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
     def temporal(A, C):
         nonlocal bTY
         if nb == 0:
-            U = _ring_stats(rows, A, C, ring, bb)
+            U = ring_temporal_stats(rows, A, C, ring, bb)
         else:
-            U, bTY = _lowrank_stats(rows, A, C, b, f, bb)
+            U, bTY = lowrank_temporal_stats(rows, A, C, b, f, bb)
         V = np.asarray((A.T @ A).todense(), np.float32)
         return update_temporal(C, U, V, **tkw)
 
@@ -348,9 +220,9 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
         if A.shape[1] == 0:
             break
         if nb == 0:
-            Q = _ring_spatial(rows, A, C, ring, bb, dims=dims, box=gSiz)
+            Q = ring_spatial_stats(rows, A, C, ring, bb, dims=dims, box=gSiz)
         else:
-            Q, Yf = _lowrank_spatial(rows, A, C, b, f, bb, dims=dims, box=gSiz)
+            Q, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims, box=gSiz)
         masks = support_masks(A, dims, dilate=max(1, gSig // 2 + 1), box=gSiz)
         Ad = hals_spatial(A, Q, C @ C.T, masks, n_iter=3)
         del Q
@@ -406,7 +278,7 @@ def residual_init_patch(Yp: np.ndarray, pdims, *, A_p, C_p, o: dict):
     A_p = sp.csc_matrix(A_p, dtype=np.float32)
     C_p = np.asarray(C_p, np.float32)
     D = downsample_operator(pdims, o["ssub_B"])
-    ring = fit_ring_model(D @ _bin_time(Yp, tbin), A_p, _bin_time(C_p, tbin),
+    ring = fit_ring_model(D @ bin_time(Yp, tbin), A_p, bin_time(C_p, tbin),
                           mean_Y=Yp.mean(1), mean_C=C_p.mean(1), dims=pdims,
                           gSiz=_pair(o["gSiz"])[0], ring_size_factor=o["ring_size_factor"],
                           ssub_B=o["ssub_B"])

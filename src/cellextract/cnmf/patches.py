@@ -26,7 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from cellextract.cnmf.background import downsample_operator
 from cellextract.cnmf.merge import merge_components
+from cellextract.cnmf.noise import noise_psd
 from cellextract.cnmf.spatial import centers_of_mass
 from cellextract.log import get_logger
 
@@ -287,3 +289,56 @@ def combine_patches(parts: list, patches: list[Patch], dims: tuple[int, int], *,
         return sp.csc_matrix(A[:, keep]), C[keep]
     A, C, _ = merge_components(A, C, merge_thr=merge_thr)
     return A, C
+
+
+# ----------------------------------------------------------------------------- streaming the memmap
+
+class RowSource:
+    """Pixel rows of a ``(P, T)`` float32 C-order memmap file or array.
+
+    File reads (not a mapping), so streamed passes do not grow the resident set.
+    """
+
+    def __init__(self, src, P: int, T: int):
+        self.src, self.P, self.T = src, int(P), int(T)
+        self.is_path = isinstance(src, (str, os.PathLike))
+
+    def blocks(self, block_bytes: int):
+        """Yield ``(r0, r1, Y[r0:r1])`` blocks of float32 rows."""
+        n = max(1, int(block_bytes) // (4 * self.T))
+        if self.is_path:
+            with open(self.src, "rb") as fh:
+                for r0 in range(0, self.P, n):
+                    r1 = min(self.P, r0 + n)
+                    fh.seek(r0 * self.T * 4)
+                    Y = np.fromfile(fh, np.float32, (r1 - r0) * self.T).reshape(r1 - r0, self.T)
+                    yield r0, r1, Y
+        else:
+            for r0 in range(0, self.P, n):
+                r1 = min(self.P, r0 + n)
+                yield r0, r1, np.asarray(self.src[r0:r1], dtype=np.float32)
+
+
+def bin_time(X: np.ndarray, tbin: int) -> np.ndarray:
+    """Average ``tbin`` consecutive frames along the last axis (remainder dropped), float32."""
+    if tbin <= 1:
+        return np.asarray(X, np.float32)
+    Tb = X.shape[-1] // tbin
+    return X[..., :Tb * tbin].reshape(*X.shape[:-1], Tb, tbin).mean(-1, dtype=np.float32)
+
+
+def stats_pass(rows: RowSource, dims, *, ssub_B: int, tbin: int, need_ds: bool, block_bytes: int,
+               noise_range, noise_method):
+    """One pass: temporal mean (P,), pixel noise sn (P,), and ``D Y`` binned (P_ds, T_b)."""
+    mean = np.zeros(rows.P, np.float32)
+    sn = np.zeros(rows.P, np.float32)
+    D = downsample_operator(dims, ssub_B).tocsc() if need_ds else None
+    Yds = np.zeros((D.shape[0], rows.T // tbin), np.float32) if need_ds else None
+    for r0, r1, Y in rows.blocks(block_bytes):
+        mean[r0:r1] = Y.mean(1)
+        sn[r0:r1] = noise_psd(Y, noise_range=noise_range, noise_method=noise_method)
+        if need_ds:
+            Ds = D[:, r0:r1]
+            lo, hi = Ds.indices.min(), Ds.indices.max() + 1
+            Yds[lo:hi] += Ds[lo:hi] @ bin_time(Y, tbin)
+    return mean, sn, Yds

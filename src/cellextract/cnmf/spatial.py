@@ -207,3 +207,58 @@ def clean_footprints(A: np.ndarray | sp.spmatrix, dims: tuple[int, int], *,
     indices = np.concatenate(cols_i) if K else np.zeros(0, np.int64)
     out = sp.csc_matrix((data.astype(np.float32), indices, indptr), shape=A.shape)
     return out, keep
+
+
+# ----------------------------------------------------------------------------- streamed statistics
+
+def column_ranges(A, dims, margin: float):
+    """Image-column range (lo, hi) each component's spatial update can touch, (K,), (K,)."""
+    cm = centers_of_mass(A, dims)[:, 1]
+    return np.floor(cm - margin), np.ceil(cm + margin)
+
+
+def project_blocks(rows, Ct, dims, lo, hi, block_bytes, extra=None):
+    """``Y C^T`` (P, K) computed only where a component may need it.
+
+    Pixel-row blocks of the memmap are strips of image columns; each block is multiplied
+    only by the traces of components whose column range ``[lo, hi]`` meets the strip
+    (other entries stay 0). ``extra`` (T, m) columns are computed everywhere.
+    """
+    H = int(dims[0])
+    K = Ct.shape[1]
+    m = 0 if extra is None else extra.shape[1]
+    Z = np.zeros((rows.P, K + m), np.float32)
+    for r0, r1, Y in rows.blocks(block_bytes):
+        ks = np.flatnonzero((hi >= r0 // H) & (lo <= (r1 - 1) // H))
+        if ks.size:
+            Z[r0:r1, ks] = Y @ Ct[:, ks]
+        if m:
+            Z[r0:r1, K:] = Y @ extra
+    return Z
+
+
+def ring_spatial_stats(rows, A, C, ring, block_bytes, *, dims, box):
+    """Spatial statistics under the ring model: ``Q = (Y - B) C^T`` (P, K).
+
+    Exact on every pixel a component may occupy (within ``box`` of its centre); the
+    ring term needs ``Y C^T`` up to ``(radius + 2) * ssub_B`` pixels further out.
+    """
+    Ct = np.ascontiguousarray(C.T)
+    lo, hi = column_ranges(A, dims, box + (ring.radius + 2) * ring.ssub_B + 1)
+    Z = project_blocks(rows, Ct, dims, lo, hi, block_bytes)
+    Z -= ring.b0[:, None] * C.sum(1)[None, :]
+    CCt = C @ Ct
+    for k0 in range(0, C.shape[0], 64):          # column chunks bound the temporaries
+        ch = slice(k0, min(C.shape[0], k0 + 64))
+        R = Z[:, ch] - np.asarray(A @ CCt[:, ch], np.float32)
+        Z[:, ch] -= np.asarray(ring.apply(R), np.float32)
+    return Z
+
+
+def lowrank_spatial_stats(rows, A, C, b, f, block_bytes, *, dims, box):
+    """``Q = (Y - b f) C^T`` (P, K) (exact within ``box`` of each centre), ``Y f^T`` (P, nb)."""
+    lo, hi = column_ranges(A, dims, box + 1)
+    Z = project_blocks(rows, np.ascontiguousarray(C.T), dims, lo, hi, block_bytes,
+                        extra=np.ascontiguousarray(f.T))
+    K = C.shape[0]
+    return Z[:, :K] - b @ (f @ C.T), Z[:, K:]

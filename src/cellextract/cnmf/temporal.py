@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import scipy.sparse as sp
+
 from cellextract.cnmf.noise import trace_noise
 from cellextract.deconv import deconvolve_trace
 
@@ -100,3 +102,62 @@ def update_temporal(C: np.ndarray, U: np.ndarray, V: np.ndarray, *, p: int, g=No
     YrA = (U - V @ C) / d[:, None]
     return TemporalResult(C=C, S=S, YrA=YrA.astype(np.float32), bl=bl,
                           c1=C[:, 0].copy(), neurons_sn=sn, lam=lam, g=G)
+
+
+# ----------------------------------------------------------------------------- streamed statistics
+
+def ring_temporal_stats(rows, A, C, ring, block_bytes):
+    """Temporal statistics under the ring model: ``U = A^T (Y - B)``.
+
+    With ``B = b0 + U W D (Y - A C - b0)`` and ``M^T = (U W D)^T A`` (P, K, sparse):
+    ``A^T (Y - B) = (A - M^T)^T (Y - b0) + (M A) C``, one streamed pass over ``Y``.
+
+    Parameters
+    ----------
+    rows : cellextract.cnmf.patches.RowSource
+        The data ``Y`` (P, T) in pixel-row blocks.
+    A : sparse, shape (P, K)
+    C : ndarray, shape (K, T)
+    ring : cellextract.cnmf.background.RingModel
+    block_bytes : int
+
+    Returns
+    -------
+    U : ndarray, shape (K, T), float32
+    """
+    MT = sp.csr_matrix(ring.apply_T(A))                 # (P, K) = (A^T U W D)^T
+    Ap = sp.csr_matrix(A - MT)
+    U = np.zeros((A.shape[1], rows.T), np.float32)
+    for r0, r1, Y in rows.blocks(block_bytes):
+        U += Ap[r0:r1].T @ Y
+    U -= (Ap.T @ ring.b0)[:, None]
+    U += np.asarray((MT.T @ A).todense(), np.float32) @ C
+    return U
+
+
+def lowrank_temporal_stats(rows, A, C, b, f, block_bytes):
+    """Temporal statistics under a low-rank background, one streamed pass.
+
+    Parameters
+    ----------
+    rows : RowSource
+    A : sparse, shape (P, K)
+    C : ndarray, shape (K, T)
+    b : ndarray, shape (P, nb)
+    f : ndarray, shape (nb, T)
+    block_bytes : int
+
+    Returns
+    -------
+    U : ndarray, shape (K, T)
+        ``A^T (Y - b f)``.
+    bTY : ndarray, shape (nb, T)
+        ``b^T Y`` (for the update of ``f``).
+    """
+    Ab = sp.csr_matrix(sp.hstack([A, sp.csc_matrix(b)]))
+    UY = np.zeros((Ab.shape[1], rows.T), np.float32)
+    for r0, r1, Y in rows.blocks(block_bytes):
+        UY += Ab[r0:r1].T @ Y
+    K = A.shape[1]
+    U = UY[:K] - np.asarray(A.T @ b, np.float32) @ f
+    return U, UY[K:]
