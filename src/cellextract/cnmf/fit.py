@@ -48,7 +48,7 @@ DEFAULTS = dict(
     noise_range=(0.25, 0.5), noise_method="mean", merge_thr=0.7,
     update_background_components=True, refit=False,
     n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, init_fn=None, residual_search=True,
-    dup_thr=0.6,
+    dup_thr=0.6, spatial_box=None,
 )
 
 
@@ -170,6 +170,7 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
     nb = int(o["nb"])
     gSiz = _pair(o["gSiz"])[0]
     gSig = _pair(o["gSig"])[0]
+    box = int(o["spatial_box"] or max(gSiz, 3 * gSig))   # footprint half-width limit, px
     tbin = max(1, int(np.ceil(rows.T / o["max_bg_frames"])))
     cache = {} if cache is None else cache
     if "stats" not in cache:
@@ -194,7 +195,7 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
     else:
         b, f = init_lowrank(mean_Y - A @ C.mean(1), rows.T, nb)
         for _ in range(2):
-            _, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims, box=gSiz)
+            _, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims, box=box)
             b = hals_b(b, Yf - A @ (C @ f.T), f @ f.T)
             _, bTY = lowrank_temporal_stats(rows, A, C, b, f, bb)
             f = hals_f(f, bTY - (b.T @ A) @ C, b.T @ b)
@@ -220,10 +221,10 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
         if A.shape[1] == 0:
             break
         if nb == 0:
-            Q = ring_spatial_stats(rows, A, C, ring, bb, dims=dims, box=gSiz)
+            Q = ring_spatial_stats(rows, A, C, ring, bb, dims=dims, box=box)
         else:
-            Q, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims, box=gSiz)
-        masks = support_masks(A, dims, dilate=max(1, gSig // 2 + 1), box=gSiz)
+            Q, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims, box=box)
+        masks = support_masks(A, dims, dilate=max(1, gSig // 2 + 1), box=box)
         Ad = hals_spatial(A, Q, C @ C.T, masks, n_iter=3)
         del Q
         A, keep = clean_footprints(Ad, dims)
