@@ -122,8 +122,12 @@ def init_patch(Yp: np.ndarray, pdims, *, o: dict):
     A, C = sp.csc_matrix(A, dtype=np.float32), np.asarray(C, np.float32)
     if not o["only_init"] and A.shape[1] > 0:
         sub = dict(o, only_init=True, rf=None, refit=False)
-        est = fit_core(RowSource(Yp, Yp.shape[0], Yp.shape[1]), pdims, A, C, sub)
-        A, C = est.A, est.C
+        try:
+            est = fit_core(RowSource(Yp, Yp.shape[0], Yp.shape[1]), pdims, A, C, sub)
+            A, C = est.A, est.C
+        except NoComponentsError:                 # nothing survives in this patch
+            A = sp.csc_matrix((Yp.shape[0], 0), dtype=np.float32)
+            C = np.zeros((0, Yp.shape[1]), np.float32)
     return A, C, cn, pnr
 
 
