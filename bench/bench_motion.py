@@ -38,9 +38,10 @@ RESULTS = Path(__file__).with_name("RESULTS_motion.md")
 
 
 class RssSampler:
-    """Peak summed RSS of this process and its children (bytes)."""
+    """Peak summed RSS of a process (default: this one) and its children (bytes)."""
 
-    def __init__(self, every: float = 0.05):
+    def __init__(self, pid: int | None = None, every: float = 0.05):
+        self.pid = pid
         self.every = every
         self.peak = 0
         self.peak_single = 0
@@ -48,7 +49,7 @@ class RssSampler:
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        me = psutil.Process()
+        me = psutil.Process(self.pid)
         while not self._stop.is_set():
             total, single = 0, 0
             for p in [me] + me.children(recursive=True):
@@ -121,9 +122,9 @@ def run_case(workdir: Path, *, kind: str, size: int, frames: int, motion: str, n
               strides=(48, 48), overlaps=(24, 24), max_deviation_rigid=3, border_nan="copy")
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    with RssSampler() as rss:
-        p = ctx.Process(target=_motion_child, args=(str(movie), str(out), kw, q))
-        p.start()
+    p = ctx.Process(target=_motion_child, args=(str(movie), str(out), kw, q))
+    p.start()
+    with RssSampler(p.pid) as rss:  # the motion process and its workers only
         res = q.get()
         p.join()
     if isinstance(res, BaseException):

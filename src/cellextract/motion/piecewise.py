@@ -164,7 +164,8 @@ def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, 
             todo, patches, e = todo[keep], patches[keep], e[keep]
             if todo.size == 0:
                 break
-        spec = np.conjugate(image_spectra(patches))
+        spec = image_spectra(patches)
+        np.conjugate(spec, out=spec)
         if todo.size == n * gy * gx:  # all items, frame-major: broadcast without copies
             spec.reshape((n, gy * gx) + spec.shape[1:])[...] *= tmf[None]
         else:
@@ -204,9 +205,8 @@ def _cut(a: np.ndarray, grid: PatchGrid, frame: np.ndarray, patch: np.ndarray,
     py, px = grid.size
     sy = np.clip(grid.starts_y[patch // gx] - np.round(guess[:, 0]).astype(np.int64), 0, H - py)
     sx = np.clip(grid.starts_x[patch % gx] - np.round(guess[:, 1]).astype(np.int64), 0, W - px)
-    out = np.empty((frame.size, py, px), np.float32)
-    for k in range(frame.size):
-        out[k] = a[frame[k], sy[k]:sy[k] + py, sx[k]:sx[k] + px]
+    win = np.lib.stride_tricks.sliding_window_view(a, (py, px), axis=(1, 2))  # (n, H-py+1, W-px+1, py, px)
+    out = win[frame, sy, sx]  # one vectorised gather -> (k, py, px) copy
     eff = np.stack([grid.starts_y[patch // gx] - sy, grid.starts_x[patch % gx] - sx], axis=1)
     return out, eff.astype(np.float64)
 
