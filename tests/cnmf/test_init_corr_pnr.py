@@ -144,3 +144,25 @@ def test_rise_score_separates_transients_from_waves():
     spikes[[100, 400, 700]] = 10
     transient = np.convolve(spikes, np.exp(-np.arange(50) / 8))[:t.size] + rng.normal(0, 1, t.size)
     assert rise_score(wave) < 5 < rise_score(transient)
+
+
+def test_vessel_edge_artefacts_rejected_by_consistency():
+    """An active out-of-focus source seen through a sharp-edged vessel makes edge
+    artefacts; the spatial-consistency check rejects some and keeps every neuron."""
+    T = 500
+    Y, A, C, centers = make_1p_movie(T=T, seed=0, n=4)
+    rng = np.random.default_rng(10)
+    rr, cc = np.mgrid[:64, :64]
+    blob = np.exp(-((rr - 32) ** 2 + (cc - 32) ** 2) / (2 * 12.0 ** 2))
+    s = (rng.random(T) < 0.03) * rng.uniform(0.5, 1.5, T)
+    act = np.zeros(T)
+    for t in range(T):
+        act[t] = (act[t - 1] * np.exp(-1 / 8.0) if t else 0) + s[t]
+    tau = np.where(np.abs(cc - 32) < 3, 0.4, 1.0)
+    Y = Y + (300 * act[:, None, None] * (blob * tau)[None]).astype(np.float32)
+    on, off = _run(Y), _run(Y, min_consistency=-1)
+    for res in (on, off):
+        assert (_match(res, centers).min(axis=0) < 2).all()
+    n_false = [(_match(r, centers).min(axis=1) >= 2).sum() for r in (on, off)]
+    assert n_false[0] < n_false[1]
+    assert any("consistency" in why and float(why.split()[-1]) < 0.4 for _, why in on.extra["rejected"])

@@ -108,3 +108,23 @@ def test_global_background_recovers_rank1():
     Bh, Fh = global_background(Rp, 1, block=5)
     err = np.linalg.norm((Bh.reshape(-1, 1) @ Fh).reshape(Rp.shape) - Rp) / np.linalg.norm(Rp)
     assert err < 0.03
+
+
+def test_extended_active_source_takes_one_component():
+    """A large out-of-focus source with calcium-like activity costs one component, so
+    all neurons are still found with K = neurons + 1."""
+    T = 600
+    Y, A, C, centers = make_2p_movie(T=T, seed=1, n=4)
+    rng = np.random.default_rng(6)
+    rr, cc = np.mgrid[:48, :48]
+    blob = np.exp(-((rr - 4) ** 2 + (cc - 44) ** 2) / (2 * 6.0 ** 2))
+    s = (rng.random(T) < 0.03) * rng.uniform(0.5, 1.5, T)
+    act = np.zeros(T)
+    for t in range(T):
+        act[t] = (act[t - 1] * np.exp(-1 / 10.0) if t else 0) + s[t]
+    Y = Y + (8 * act[:, None, None] * blob[None]).astype(np.float32)
+    res = init_greedy_roi(Y, K=5, gSig=4)
+    d = np.hypot(*(res.centers[:, None, :] - centers[None]).transpose(2, 0, 1))
+    assert (d.min(axis=0) < 2).all()
+    far = d.min(axis=1) >= 2
+    assert far.sum() == 1 and np.hypot(*(res.centers[far][0] - (4, 44))) < 6
