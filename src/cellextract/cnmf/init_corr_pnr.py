@@ -12,13 +12,18 @@ Designed after Zhou et al., eLife 2018 ("Initialization"):
    *raw* trace is regressed on ``[1, c, g_1..g_4]``, where the ``g`` are the local
    background: the median raw trace of each side of a ring just outside the box. The ``c``
    coefficient is the footprint; it is kept where positive and significant (t > 3 and
-   above 5 % of its maximum) and connected to the seed. The temporal trace is then
-   re-estimated from the whole footprint (least squares on the background-corrected raw
-   box data) and the footprint re-fitted once with it.
-4. The neuron's contribution to the *filtered* data (least-squares coefficient of each
+   above 5 % of its maximum) and connected to the seed. The trace is then re-estimated as
+   the least-squares projection of the filtered data on the filtered footprint
+   ``k * a`` (background-free), and the footprint re-fitted once with it.
+4. The component's contribution to the *filtered* data (least-squares coefficient of each
    filtered trace on ``c``, on the footprint dilated by the kernel radius) is subtracted,
-   and PNR / correlation are recomputed only in that neighbourhood. The search continues
-   until no candidate passes (or ``K`` neurons are found).
+   and PNR / correlation are recomputed only in that neighbourhood. It is reported as a
+   neuron only if its trace has a fast rise (:func:`rise_score` >= ``min_rise``) and the
+   pattern it leaves in the filtered data matches ``k * a`` (spatial consistency >=
+   ``min_consistency``); otherwise it was background structure (slow residue, vessel
+   edges, out-of-focus blobs), explained away but not reported. These two checks are
+   additions to CNMF-E. The search continues until no candidate passes (or ``K``
+   neurons are found).
 5. Footprints are upsampled to full resolution (block replication), traces linearly
    interpolated to all ``T`` frames, and footprint columns L2-normalised (traces scaled
    accordingly, so ``A @ C`` is unchanged and in raw intensity units).
@@ -350,7 +355,6 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
         if m.shape != (h, w):
             raise ParameterError(f"seed_mask shape {m.shape} != movie frame shape {(h, w)}")
         allowed = downsample_movie(m[None].astype(np.float32), 1, ssub)[0] > 0
-    kr = kernel.shape[0] // 2, kernel.shape[1] // 2
 
     imgs, traces, seeds = [], [], []
     n_rejected = 0

@@ -6,8 +6,9 @@ factorised with ``A, C >= 0`` by minimising
     0.5 * ||R - A C - B f||_F^2 + sum_ik lambda_i * A_ik,    ||c_k||_2 = 1,
 
 where ``f`` are fixed global background traces (``nb`` of them) and ``B`` their per-pixel
-weights (any sign, re-fitted jointly), with HALS (hierarchical alternating least squares) updates: each trace is updated and
-renormalised to unit norm, then each footprint by a soft-thresholded HALS step. The L1
+weights (any sign, re-fitted jointly), with HALS (hierarchical alternating least squares)
+updates: each trace is updated and renormalised to unit norm, then each footprint by a
+soft-thresholded HALS step. The L1
 weight is per pixel, ``lambda_i = alpha * sigma_i``, where ``sigma_i`` is the pixel's noise
 standard deviation (robust MAD of its first differences): with unit-norm traces, the
 projection of pure noise on a trace has standard deviation ``sigma_i``, so ``alpha`` of 2-3

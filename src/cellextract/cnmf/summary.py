@@ -18,8 +18,8 @@ Definitions (designed after CNMF-E, Zhou et al., eLife 2018):
 
 Streaming: baseline and noise are estimated on "pilot" runs of (up to 200) consecutive
 frames spread over the movie (about ``stats_frames`` frames in all), per run, and combined
-by their median over runs (exact when one run covers a short movie); one pass over all frames in blocks then accumulates the maximum and the
-correlation sums (float64), so memory is bounded by a few blocks whatever ``T``. The memmap
+by their median over runs (exact when one run covers a short movie); one pass over all
+frames in blocks then accumulates the maximum and the correlation sums (float64), so memory is bounded by a few blocks whatever ``T``. The memmap
 versions read blocks ``Yr[:, t0:t1]`` and work in the memmap's native transposed layout
 ``(n, W, H)`` with the transposed kernel (the 8-neighbour correlation is transpose
 invariant), avoiding per-frame copies.
