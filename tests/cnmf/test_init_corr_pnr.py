@@ -166,3 +166,11 @@ def test_vessel_edge_artefacts_rejected_by_consistency():
     n_false = [(_match(r, centers).min(axis=1) >= 2).sum() for r in (on, off)]
     assert n_false[0] < n_false[1]
     assert any("consistency" in why and float(why.split()[-1]) < 0.4 for _, why in on.extra["rejected"])
+
+
+def test_nan_border_still_finds_neurons(movie):
+    Y, A, C, centers = movie
+    Y = Y.copy()
+    Y[:, :, -2:] = np.nan
+    res = _run(Y)
+    assert (_match(res, centers).min(axis=0) < 2).all() and np.isfinite(res.C).all()

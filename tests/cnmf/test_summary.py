@@ -126,3 +126,12 @@ def test_psd_noise_matches_white_noise_std():
     X = np.random.default_rng(7).normal(0, 2.5, (50, 400)).astype(np.float32)
     s = psd_noise(X)
     assert abs(np.median(s) - 2.5) < 0.1
+
+
+def test_nan_borders_do_not_poison_images():
+    Y = _movie(T=300, seed=8)
+    Y[:, :2, :] = np.nan  # motion-correction border left as NaN
+    cn, pnr = correlation_pnr(Y, gSig=3)
+    assert np.isfinite(cn).all() and np.isfinite(pnr).all()
+    assert cn[20, 25] > 0.9 and pnr[20, 25] > 10
+    assert np.isfinite(local_correlation(Y)).all()

@@ -39,8 +39,8 @@ import scipy.sparse as sp
 
 from cellextract.cnmf.filters import as_pair, filter_image, spatial_filter
 from cellextract.cnmf.initresult import InitResult, empty_result, footprint_centers
-from cellextract.cnmf.summary import (_threshold, baseline_noise, neighbour_correlation, summary_kernel,
-                                      to_pixel_major)
+from cellextract.cnmf.summary import (_threshold, baseline_noise, fill_nonfinite, neighbour_correlation,
+                                      summary_kernel, to_pixel_major)
 from cellextract.errors import ParameterError
 from cellextract.log import get_logger
 
@@ -68,6 +68,8 @@ def downsample_movie(Y: np.ndarray, tsub: int = 1, ssub: int = 1) -> np.ndarray:
     ndarray, shape (ceil(T / tsub), ceil(h / ssub), ceil(w / ssub)), float32
     """
     Y = np.asarray(Y, dtype=np.float32)
+    if not np.isfinite(Y).all():
+        Y = fill_nonfinite(Y.copy())
     if tsub > 1:
         T = Y.shape[0]
         n = T // tsub

@@ -256,9 +256,19 @@ def baseline_noise(F: np.ndarray, *, remove_baseline: bool = True, pixel_major: 
     return base.reshape(shape).astype(np.float32), sigma.reshape(shape).astype(np.float32)
 
 
+def fill_nonfinite(F: np.ndarray) -> np.ndarray:
+    """In place: replace NaN / inf (e.g. motion-correction borders with ``border_nan``)
+    by the median of the finite values of the same array."""
+    bad = ~np.isfinite(F)
+    if bad.any():
+        good = F[~bad]
+        F[bad] = np.median(good) if good.size else 0.0
+    return F
+
+
 def _filtered(read, a: int, b: int, kernel) -> np.ndarray:
     """Frames a:b from ``read`` (a fresh float32 array), filtered in place."""
-    F = read(a, b)
+    F = fill_nonfinite(read(a, b))
     return spatial_filter(F, kernel, out=F)
 
 
@@ -434,7 +444,7 @@ def local_correlation(Y: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (h, w), float32
     """
-    Y = np.asarray(Y, dtype=np.float32)
+    Y = fill_nonfinite(np.array(Y, dtype=np.float32))
     return neighbour_correlation(Y - Y.mean(axis=0))
 
 
@@ -459,7 +469,7 @@ def local_correlation_memmap(Yr, dims, *, chunk_frames: int = 1000, frame_step: 
     acc = _CorrSums((W, H))
     ref = None
     for t0, t1 in _block_bounds(Tv, _frames_cap(P, chunk_frames, max_block_bytes)):
-        X = read(t0, t1)
+        X = fill_nonfinite(read(t0, t1))
         if ref is None:
             ref = X.mean(axis=0)
         X -= ref
