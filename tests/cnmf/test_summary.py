@@ -135,3 +135,20 @@ def test_nan_borders_do_not_poison_images():
     assert np.isfinite(cn).all() and np.isfinite(pnr).all()
     assert cn[20, 25] > 0.9 and pnr[20, 25] > 10
     assert np.isfinite(local_correlation(Y)).all()
+
+
+def test_real_memmap_file(tmp_path):
+    from cellextract.io.memmap import create_memmap, memmap_name, open_memmap
+    Y = _movie(T=240, seed=9)
+    T, h, w = Y.shape
+    path = memmap_name(tmp_path / "m", (h, w), T)
+    Yr = create_memmap(path, (h, w), T)
+    Yr[:] = _to_memmap_layout(Y)
+    Yr.flush()
+    del Yr
+    Yr, dims, T2 = open_memmap(path)
+    cn, pnr = correlation_pnr(Y, gSig=3)
+    cn2, pnr2 = correlation_pnr_memmap(Yr, dims, gSig=3, chunk_frames=100)
+    np.testing.assert_allclose(pnr2, pnr, rtol=1e-3, atol=1e-3)
+    assert np.mean(np.abs(cn - cn2) > 1e-3) < 0.05
+    np.testing.assert_allclose(local_correlation_memmap(Yr, dims), local_correlation(Y), atol=1e-4)
