@@ -328,7 +328,7 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
     Y = np.asarray(Y)
     if Y.ndim != 3:
         raise ParameterError(f"init_corr_pnr expects a (T, h, w) movie, got shape {Y.shape}")
-    tsub, ssub = max(1, int(tsub)), max(1, int(ssub))
+    tsub, ssub = max(1, min(int(tsub), Y.shape[0] // 2)), max(1, int(ssub))  # keep >= 2 frames
     if K is not None and int(K) < 0:
         raise ParameterError(f"K must be None or >= 0, got {K}")
     T, h, w = Y.shape

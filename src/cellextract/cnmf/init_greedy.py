@@ -109,7 +109,7 @@ def global_background(Rp: np.ndarray, nb: int, *, block: int = 8):
         _, _, vt = np.linalg.svd(Z, full_matrices=False)
         F.extend(vt[:nb - 1])
     F = np.asarray(F, np.float32)
-    B = (X @ F.T) @ np.linalg.inv((F @ F.T).astype(np.float64)).astype(np.float32)
+    B = (X @ F.T) @ np.linalg.pinv((F @ F.T).astype(np.float64)).astype(np.float32)
     return B.reshape(h, w, -1).astype(np.float32), F
 
 
@@ -253,7 +253,7 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
     Y = np.asarray(Y)
     if Y.ndim != 3:
         raise ParameterError(f"init_greedy_roi expects a (T, h, w) movie, got shape {Y.shape}")
-    tsub, ssub = max(1, int(tsub)), max(1, int(ssub))
+    tsub, ssub = max(1, min(int(tsub), Y.shape[0] // 2)), max(1, int(ssub))  # keep >= 2 frames
     T, h, w = Y.shape
     gs = tuple(s / ssub for s in as_pair(gSig, "gSig"))
     gz = odd_size(gSiz if gSiz is not None else tuple(2 * s + 1 for s in as_pair(gSig)), None)

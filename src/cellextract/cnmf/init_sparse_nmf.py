@@ -186,7 +186,7 @@ def init_sparse_nmf(Y: np.ndarray, *, K: int, alpha: float = 2.0, max_iter: int 
     Y = np.asarray(Y)
     if Y.ndim != 3:
         raise ParameterError(f"init_sparse_nmf expects a (T, h, w) movie, got shape {Y.shape}")
-    tsub, ssub = max(1, int(tsub)), max(1, int(ssub))
+    tsub, ssub = max(1, min(int(tsub), Y.shape[0] // 2)), max(1, int(ssub))  # keep >= 2 frames
     T, h, w = Y.shape
     Yd = downsample_movie(Y, tsub, ssub)
     Td, hd, wd = Yd.shape
