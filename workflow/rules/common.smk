@@ -6,6 +6,9 @@ import re
 from cellextract.pipeline import snake as ce
 
 
+# The project folder, for the conda environments (envs/*.yaml install it with pip -e).
+os.environ.setdefault("CELLEXTRACT_ROOT", workflow.basedir)
+
 RESULTS = config.get("results", "results")
 SERIES = list(config["series"])
 

@@ -96,13 +96,12 @@ def total_frames(info: dict) -> int:
 
 
 def threads(config: dict) -> int:
-    """Threads for the parallel stages: ``n_processes`` capped at the available cores."""
-    n = int(config.get("n_processes", 1) or 1)
-    try:
-        avail = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        avail = os.cpu_count() or 1
-    return max(1, min(n, avail))
+    """Threads for the parallel stages: ``n_processes``.
+
+    Not capped here: Snakemake caps threads at ``--cores`` on a local run, and on a cluster
+    the job's node, not the submitting host, decides (profiles may ``set-threads``).
+    """
+    return max(1, int(config.get("n_processes", 1) or 1))
 
 
 def maybe_temp(config: dict, path):
