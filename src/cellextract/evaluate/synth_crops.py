@@ -8,7 +8,8 @@ Positives (label 1): a single neuron, as the engine would return it —
 * 1P-like anisotropic Gaussians (sigma 0.6-1.5 g, truncated at 2.5-3.2 sigma), 2P-like soft
   ellipses (radius 0.9-2 g) with or without a dark nucleus, and, when available, footprints from
   the project simulator (:mod:`cellextract.simulate.footprints`);
-* augmented with multiplicative texture, weak leakage from up to three neighbours (peak <= 0.35),
+* augmented with multiplicative texture, uneven (lopsided) brightness, a weak square pedestal of
+  background, weak leakage from up to three neighbours (peak <= 0.35),
   grid/stripe texture and grainy noise (as in noisy engine footprints), additive positive noise,
   thresholding of the lowest values, truncation to a square box, blur.
 
@@ -151,7 +152,7 @@ def _negative(rng, S, c, g, kind):
             r = g * rng.uniform(1.2, 2.2)
             ring = np.exp(-(np.hypot(yy - cy, xx - cx) - r) ** 2 / (2 * (0.3 * r) ** 2))
             ang = np.arctan2(yy - cy, xx - cx)
-            a0, span = rng.uniform(-np.pi, np.pi), rng.uniform(0.6, 2.5)
+            a0, span = rng.uniform(-np.pi, np.pi), rng.uniform(0.6, 2.0)
             img = ring * (np.angle(np.exp(1j * (ang - a0))) % (2 * np.pi) < span)
         return img
     if kind == "double":
@@ -175,6 +176,16 @@ def _negative(rng, S, c, g, kind):
 def _augment(rng, img, S, c, g, *, positive):
     img = np.asarray(img, np.float32)
     img = img / max(float(img.max()), 1e-9)
+    if positive and rng.random() < 0.3:                    # uneven brightness (lopsided soma)
+        yy, xx = _grid(S)
+        ang = np.arctan2(yy - c, xx - c)
+        img = img * (1 + rng.uniform(0.2, 0.7) * np.cos(ang - rng.uniform(0, 2 * np.pi)))
+    if positive and rng.random() < 0.2:                    # square pedestal of background
+        h = int(round(g * rng.uniform(2.0, 3.5)))
+        ci = int(round(c))
+        ped = np.zeros_like(img)
+        ped[max(0, ci - h):ci + h + 1, max(0, ci - h):ci + h + 1] = rng.uniform(0.05, 0.25)
+        img = np.maximum(img, ped * (0.7 + 0.6 * rng.random((S, S))).astype(np.float32))
     if positive and rng.random() < 0.5:                    # weak neighbours leaking in
         for _ in range(rng.integers(1, 4)):
             a, d = rng.uniform(0, 2 * np.pi), g * rng.uniform(2.0, 4.0)
