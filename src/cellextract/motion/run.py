@@ -268,7 +268,9 @@ def motion_correct(reader, out_dir, name: str, *, motion_correct: bool = True, p
     n_processes : int
         Worker processes, each reading and correcting its own chunks.
     chunk_frames : int, optional
-        Frames per chunk (default: about 96 MB of float32 frames).
+        Frames per chunk, the unit of work of a process (default: about 64 MB of float32
+        frames, at most 1000). An in-memory array given with ``n_processes > 1`` is
+        copied to every worker (meant for tests and small data).
 
     Returns
     -------
@@ -327,8 +329,11 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
             log.info("corrected movie minimum %.4g < 0: adding offset %.4g", vmin, offset)
         t1 = time.perf_counter()
         _transpose(scratch, tmp, P, T, offset, pool)
-        log.info("memmap written in %.1f s", time.perf_counter() - t1)
+        t_transpose = time.perf_counter() - t1
+        log.info("memmap written in %.1f s", t_transpose)
     except BaseException:
+        if pool is not None:
+            pool.terminate()
         tmp.unlink(missing_ok=True)
         raise
     finally:
@@ -336,9 +341,12 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
         if pool is not None:
             pool.close()
             pool.join()
+        if rd is not reader and hasattr(rd, "close"):  # a reader we opened ourselves
+            rd.close()
     os.replace(tmp, final)
     elapsed = time.perf_counter() - t0
-    res = _write_outputs(out, final, p, dims, T, template, results, offset, elapsed, t_template, nproc, chunk)
+    res = _write_outputs(out, final, p, dims, T, template, results, offset, elapsed,
+                         {"template_s": t_template, "memmap_transpose_s": t_transpose}, nproc, chunk)
     log.info("motion correction done: %d frames in %.1f s (%.1f frames/s) -> %s", T, elapsed, T / elapsed, final)
     return res
 
@@ -398,7 +406,7 @@ def _run_chunks(rd, p: MotionParams, template, tmp: Path, T: int, ranges, sub: i
 
 
 def _write_outputs(out: Path, final: Path, p: MotionParams, dims, T: int, template, results, offset: float,
-                   elapsed: float, t_template: float, nproc: int, chunk: int) -> MotionResult:
+                   elapsed: float, phases: dict, nproc: int, chunk: int) -> MotionResult:
     shifts = np.concatenate([r["shifts"] for r in results])
     corr_b = np.concatenate([r["corr_before"] for r in results])
     corr_a = np.concatenate([r["corr_after"] for r in results])
@@ -424,7 +432,7 @@ def _write_outputs(out: Path, final: Path, p: MotionParams, dims, T: int, templa
     info = {
         "memmap": final.name, "dims": list(dims), "n_frames": T, "offset": offset,
         "params": p.to_dict(),
-        "timing": {"elapsed_s": elapsed, "template_s": t_template, "frames_per_s": T / elapsed,
+        "timing": {"elapsed_s": elapsed, **phases, "frames_per_s": T / elapsed,
                    "n_processes": nproc, "chunk_frames": chunk},
         "shifts": {"max_abs_y": float(np.abs(shifts[:, 0]).max()), "max_abs_x": float(np.abs(shifts[:, 1]).max()),
                    "rms": float(np.sqrt(np.mean(shifts.astype(np.float64) ** 2)))},
