@@ -127,3 +127,36 @@ def test_real_inscopix_movie(tmp_path):
     assert cs.timing.num_samples == mv.timing.num_samples
     assert cs.timing.period == mv.timing.period
     assert cs.spacing.num_pixels == mv.spacing.num_pixels
+
+
+def test_2p_preset_through_snakemake(tmp_path):
+    movie = tmp_path / "m2p.tif"
+    run_cli("simulate", "--kind", "2p", "--dims", "64", "64", "--frames", "300", "--neurons",
+            "10", "--seed", "7", "--out", movie)
+    out = tmp_path / "run2p"
+    run_cli("run", movie, "--name", "m2p", "--out", out, "--cores", "2", "--preset", "2p",
+            "--set", "K=6", "--set", "rf=16", "--set", "stride=6", "--set", "gSig=3")
+    s = out / "m2p"
+    doc = json.loads((s / "params.json").read_text())
+    assert doc["params"]["init"]["method_init"] == "greedy_roi"
+    assert doc["params"]["data"]["fr"] == 30.0
+    with h5py.File(s / "caiman_output.hdf5", "r") as f:
+        est = f["estimates"]
+        K = int(est["A/shape"][()][1])
+        assert K >= 5
+        assert est["b"].shape[1] == doc["params"]["init"]["nb"]  # low-rank background
+        assert est["f"].shape == (doc["params"]["init"]["nb"], 300)
+    from cellextract.simulate import load_truth, score
+    from cellextract.export.caiman_hdf5 import load_estimates
+
+    model, _, _ = load_estimates(s / "caiman_output.hdf5")
+    model = model.select(model.idx_components)  # K per patch over-seeds; evaluation prunes
+    res = score(model.A, model.dims, load_truth(tmp_path / "m2p_truth.h5"), C_found=model.C)
+    assert res["precision"] >= 0.8 and res["F1"] >= 0.5, res
+
+
+def test_greedy_roi_without_k_is_a_clear_error(tmp_path, small_movie):
+    proc = run_cli("run", small_movie, "--out", tmp_path / "o", "--preset", "2p",
+                   "--set", "K=auto", check=False)
+    assert proc.returncode == 1
+    assert "K" in proc.stderr and "greedy_roi" in proc.stderr
