@@ -86,10 +86,10 @@ class _CorrSums:
             return
         self.n += X.shape[0]
         self.s1 += X.sum(axis=0, dtype=np.float64)
-        self.s2 += np.einsum("tij,tij->ij", X, X, dtype=np.float64)
+        self.s2 += np.einsum("tij,tij->ij", X, X)
         for acc, s in zip(self.sx, _SHIFTS):
             x0, x1 = _pair_views(X, s)
-            acc += np.einsum("tij,tij->ij", x0, x1, dtype=np.float64)
+            acc += np.einsum("tij,tij->ij", x0, x1)
 
     def image(self) -> np.ndarray:
         """Mean correlation with the valid neighbours, shape (a, b), float32."""
