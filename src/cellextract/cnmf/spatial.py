@@ -223,12 +223,11 @@ def project_blocks(rows, Ct, dims, lo, hi, block_bytes, extra=None):
     Pixel-row blocks of the memmap are strips of image columns; each block is multiplied
     only by the traces of components whose column range ``[lo, hi]`` meets the strip
     (other entries stay 0). ``extra`` (T, m) columns are computed everywhere.
-    The result is Fortran-ordered (columns contiguous) for the per-component steps.
     """
     H = int(dims[0])
     K = Ct.shape[1]
     m = 0 if extra is None else extra.shape[1]
-    Z = np.zeros((rows.P, K + m), np.float32, order="F")
+    Z = np.zeros((rows.P, K + m), np.float32)
     for r0, r1, Y in rows.blocks(block_bytes):
         ks = np.flatnonzero((hi >= r0 // H) & (lo <= (r1 - 1) // H))
         if ks.size:
@@ -252,7 +251,7 @@ def ring_spatial_stats(rows, A, C, ring, block_bytes, *, dims, box):
     b0 = ring.b0[:, None]
     for k0 in range(0, C.shape[0], 64):          # column chunks bound the temporaries
         ch = slice(k0, min(C.shape[0], k0 + 64))
-        Zc = Z[:, ch]                              # contiguous view (Fortran order)
+        Zc = Z[:, ch]                              # view
         Zc -= b0 * csum[None, ch]
         R = Zc - np.asarray(A @ CCt[:, ch], np.float32)
         Zc -= np.asarray(ring.apply(R), np.float32)
