@@ -37,7 +37,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import scipy.sparse as sp
 
-from cellextract.cnmf.filters import as_pair, filter_image, spatial_filter
+from cellextract.cnmf.filters import as_pair, filter_image, odd_size, spatial_filter
 from cellextract.cnmf.initresult import InitResult, empty_result, footprint_centers
 from cellextract.cnmf.summary import (_threshold, baseline_noise, fill_nonfinite, neighbour_correlation,
                                       summary_kernel, to_pixel_major)
@@ -279,7 +279,7 @@ def rise_score(c: np.ndarray, lags=(1, 2, 4, 8)) -> float:
 # --------------------------------------------------------------------------- main
 
 
-def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float, K: int | None = None,
+def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz=None, min_corr: float, min_pnr: float, K: int | None = None,
                   center_psf: bool = True, tsub: int = 1, ssub: int = 1, min_pixel: int = 3,
                   seed_mask: np.ndarray | None = None, noise_thr: float = 3.0,
                   min_rise: float = 5.0, min_consistency: float = 0.4) -> InitResult:
@@ -291,9 +291,9 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
         Movie (or patch) in raw intensity units.
     gSig : float or pair
         Gaussian width of a neuron (pixels, full resolution).
-    gSiz : int or pair
+    gSiz : int or pair, optional
         Neuron box size (full width, pixels); the box half-width used is
-        ``max(gSiz // 2, ceil(2 * gSig))``.
+        ``max(gSiz // 2, ceil(2 * gSig))``. Default ``2 * ceil(2 * gSig) + 1``.
     min_corr, min_pnr : float
         Seed thresholds on the correlation and PNR images.
     K : int or None
@@ -333,7 +333,7 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz, min_corr: float, min_pnr: float,
         raise ParameterError(f"K must be None or >= 0, got {K}")
     T, h, w = Y.shape
     gs = tuple(s / ssub for s in as_pair(gSig, "gSig"))
-    gz = as_pair(gSiz, "gSiz")
+    gz = as_pair(gSiz if gSiz is not None else odd_size(None, gSig), "gSiz")
     R = int(max(max(gz) / ssub // 2, np.ceil(2 * max(gs))))
     Yd = downsample_movie(Y, tsub, ssub)
     hd, wd = Yd.shape[1:]
