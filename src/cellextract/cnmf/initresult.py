@@ -31,9 +31,12 @@ class InitResult:
         Peak-to-noise image (zeros when the method does not use one).
     dims : (int, int)
         ``(h, w)``.
-    b : ndarray, shape (h*w, nb), or None
-        Background footprints when the method estimates them (greedy_roi, sparse_nmf).
-    f : ndarray, shape (nb, T), or None
+    b : ndarray, shape (h*w, m), or None
+        Background footprints when the method estimates them, Fortran pixel order
+        (greedy_roi: ``nb + 1`` non-negative terms, the first constant with ``f[0] == 1``,
+        so ``A @ C + b @ f`` models the raw data; sparse_nmf: the ``nb`` global terms,
+        any sign, on top of ``b0``).
+    f : ndarray, shape (m, T), or None
         Background traces matching ``b``.
     b0 : ndarray, shape (h*w,), or None
         Per-pixel baseline (median over time) that was removed before initialisation.
