@@ -48,7 +48,7 @@ from cellextract.motion.threads import single_threaded
 log = get_logger(__name__)
 
 N_TEMPLATE_FRAMES = 200
-TEMPLATE_BYTES = 128 << 20  # at most this much of sample frames (100+ frames at 512 x 512)
+TEMPLATE_BYTES = 80 << 20  # at most this much of sample frames (80 frames at 512 x 512)
 SUB_BATCH_BYTES = 24 << 20  # frames registered together (FFT batch)
 CHUNK_BYTES = 64 << 20  # frames per chunk (unit of work of a process)
 
@@ -296,7 +296,8 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
     frame_bytes = 4 * P
     chunk = p.chunk_frames or int(np.clip(CHUNK_BYTES // frame_bytes, 16, 1000))
     chunk = min(chunk, T)
-    sub = max(1, min(chunk, SUB_BATCH_BYTES // frame_bytes))
+    # frames registered together; piecewise-rigid needs ~3x more work space per frame
+    sub = max(1, min(chunk, SUB_BATCH_BYTES // frame_bytes // (3 if p.pw_rigid else 1)))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     final = Path(memmap_name(out / name, dims, T))
@@ -316,7 +317,7 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
         log.info("motion correction of %d frames of %dx%d px (%s, %d process(es), chunks of %d)",
                  T, H, W, "piecewise-rigid" if p.pw_rigid else "rigid" if p.motion_correct else "copy only",
                  nproc, chunk)
-        template = _template(rd, p)
+        template = _template(rd, p, sub)
         np.save(template_path, template)
         t_template = time.perf_counter() - t0
         for f in (scratch, tmp):
@@ -356,7 +357,7 @@ def _tuple_fix(p: MotionParams) -> dict:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in p.to_dict().items()}
 
 
-def _template(rd, p: MotionParams) -> np.ndarray:
+def _template(rd, p: MotionParams, batch: int = 32) -> np.ndarray:
     H, W = rd.dims
     samples = read_samples(rd, max(50, min(N_TEMPLATE_FRAMES, TEMPLATE_BYTES // (4 * H * W))))
     finite = np.isfinite(samples).reshape(samples.shape[0], -1).all(axis=1)
@@ -368,8 +369,8 @@ def _template(rd, p: MotionParams) -> np.ndarray:
     if p.pw_rigid:  # one piecewise-rigid refinement of the template
         c = Corrector(template, MotionParams(**(_tuple_fix(p) | {"border_nan": "copy"})))
         acc = np.zeros(template.shape)
-        for i in range(0, samples.shape[0], 32):
-            acc += c.correct(samples[i:i + 32]).frames.sum(axis=0, dtype=np.float64)
+        for i in range(0, samples.shape[0], batch):
+            acc += c.correct(samples[i:i + batch]).frames.sum(axis=0, dtype=np.float64)
         template = (acc / samples.shape[0]).astype(np.float32)
     return template
 

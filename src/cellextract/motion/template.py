@@ -6,7 +6,7 @@ template is the pixel-wise median of the samples; each refinement pass registers
 samples to the current template and replaces the template by the mean of the registered
 samples (mean rather than median so that the high-pass filtered template equals the mean
 of the filtered registered frames; edges replicated rather than NaN so a plain mean can
-be used). The median is taken over at most 60 of the samples (it only seeds the first
+be used). The median is taken over at most 40 of the samples (it only seeds the first
 registration).
 """
 
@@ -40,7 +40,10 @@ def read_samples(reader, n_samples: int = 300) -> np.ndarray:
         ``(k, H, W)`` float32 frames, ``k = min(n_frames, n_samples)``.
     """
     idx = sample_indices(reader.n_frames, n_samples)
-    return np.concatenate([np.asarray(reader.read(int(i), int(i) + 1), dtype=np.float32) for i in idx])
+    out = np.empty((idx.size,) + tuple(int(d) for d in reader.dims), np.float32)
+    for k, i in enumerate(idx):  # preallocated: no second copy of the samples
+        out[k] = reader.read(int(i), int(i) + 1)[0]
+    return out
 
 
 def rigid_template(samples: np.ndarray, *, max_shifts=(5, 5), gSig_filt=None, niter_rig: int = 1,
@@ -68,14 +71,14 @@ def rigid_template(samples: np.ndarray, *, max_shifts=(5, 5), gSig_filt=None, ni
         ``(k, 2)`` shifts of the samples found in the last pass.
     """
     samples = np.asarray(samples, dtype=np.float32)
-    seed = samples[np.unique(np.linspace(0, samples.shape[0] - 1, min(60, samples.shape[0])).astype(int))]
+    seed = samples[np.unique(np.linspace(0, samples.shape[0] - 1, min(40, samples.shape[0])).astype(int))]
     template = np.median(seed, axis=0).astype(np.float32)
     shifts = np.zeros((samples.shape[0], 2), np.float32)
     for _ in range(max(1, int(niter_rig))):
         spec = template_spectrum(template, gSig_filt=gSig_filt)
         shifts = np.concatenate([
-            rigid_shifts(samples[i:i + 64], spec, max_shifts=max_shifts, gSig_filt=gSig_filt, upsample=upsample)
-            for i in range(0, samples.shape[0], 64)])
+            rigid_shifts(samples[i:i + 24], spec, max_shifts=max_shifts, gSig_filt=gSig_filt, upsample=upsample)
+            for i in range(0, samples.shape[0], 24)])
         # re-centre so the template sits at the median position of the samples
         shifts -= np.median(shifts, axis=0)
         acc = np.zeros(template.shape)

@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 TILE_BYTES = 96 << 20
+SUB_ROWS = 256
 
 
 def write_frames(fd: int, frames_f: np.ndarray, start: int) -> None:
@@ -81,8 +82,11 @@ def transpose_to_memmap(scratch: str, out_path: str, P: int, T: int, *, offset: 
                 _pread_into(fin, r[t], (t * P + p0) * 4)
             if offset:
                 r += np.float32(offset)
-            band = cv2.transpose(r) if max(r.shape) < 2 ** 31 else np.ascontiguousarray(r.T)
-            _pwrite_all(fout, band, p0 * T * 4)
+            # transpose and write in sub-bands of SUB_ROWS rows (small second buffer)
+            for j0 in range(0, b, SUB_ROWS):
+                j1 = min(b, j0 + SUB_ROWS)
+                sub = cv2.transpose(r[:, j0:j1])
+                _pwrite_all(fout, sub, (p0 + j0) * T * 4)
     finally:
         os.close(fin)
         os.close(fout)
