@@ -40,3 +40,19 @@ def test_no_merge_without_overlap():
     c = np.abs(np.random.default_rng(1).standard_normal(T))
     A = sp.csc_matrix(np.stack([_img(dims, 5, 5), _img(dims, 25, 25)], 1))
     assert find_merge_groups(A, np.stack([c, c]), merge_thr=0.7) == []
+
+
+def test_near_identical_footprints_merge_by_cosine():
+    dims, T = (30, 30), 400
+    rng = np.random.default_rng(2)
+    a = _img(dims, 15, 15)
+    c = np.convolve((rng.random(T) < 0.05).astype(float), 0.9 ** np.arange(30))[:T]
+    # one neuron's activity split between two copies of its footprint (anti-correlated)
+    split = rng.random(T)
+    A = sp.csc_matrix(np.stack([a, _img(dims, 15.3, 15), _img(dims, 3, 3)], 1))
+    C = np.stack([c * split, c * (1 - split), c])
+    assert find_merge_groups(A, C, merge_thr=0.99) == []   # traces alone do not qualify
+    groups = find_merge_groups(A, C, merge_thr=0.99, cos_thr=0.85)
+    assert [g.tolist() for g in groups] == [[0, 1]]
+    A2, C2, _ = merge_components(A, C, merge_thr=0.99, cos_thr=0.85)
+    assert A2.shape[1] == 2 and np.corrcoef(C2[1], c)[0, 1] > 0.99

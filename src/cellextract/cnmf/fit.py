@@ -48,7 +48,7 @@ DEFAULTS = dict(
     noise_range=(0.25, 0.5), noise_method="mean", merge_thr=0.7,
     update_background_components=True, refit=False,
     n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, init_fn=None, residual_search=True,
-    dup_thr=0.6, spatial_box=None,
+    dup_thr=0.6, spatial_box=None, merge_cos_thr=0.85,
 )
 
 
@@ -77,8 +77,10 @@ def _check_opts(o):
         raise ParameterError(f"temporal.p must be 0, 1 or 2, got {o['p']}")
     if o["method_init"] not in ("corr_pnr", "greedy_roi", "sparse_nmf", "sparse_NMF"):
         raise ParameterError(f"init.method_init {o['method_init']!r} is not supported")
-    if o["method_init"] == "greedy_roi" and o["K"] is None and o["init_fn"] is None:
-        raise ParameterError("init.K must be set (an integer) for method_init 'greedy_roi'")
+    if (o["method_init"] in ("greedy_roi", "sparse_nmf", "sparse_NMF") and o["K"] is None
+            and o["init_fn"] is None):
+        raise ParameterError(f"init.K must be set (an integer) for method_init "
+                             f"{o['method_init']!r}")
 
 
 # ----------------------------------------------------------------------------- init
@@ -112,11 +114,13 @@ def init_patch(Yp: np.ndarray, pdims, *, o: dict):
         from cellextract.cnmf.init_greedy import init_greedy_roi
         r = init_greedy_roi(Y, K=o["K"], gSig=o["gSig"], gSiz=o["gSiz"], nIter=5,
                             rolling_sum=o["rolling_sum"], normalize_init=o["normalize_init"],
-                            tsub=o["tsub"], ssub=o["ssub"])
+                            tsub=o["tsub"], ssub=o["ssub"], nb=max(1, int(o["nb_patch"])))
         A, C, cn = r.A, r.C, r.cn
     else:
         from cellextract.cnmf import init_sparse_nmf as m
-        r = m.init_sparse_nmf(Y, K=o["K"], gSig=o["gSig"], tsub=o["tsub"], ssub=o["ssub"])
+        r = m.init_sparse_nmf(Y, K=o["K"], alpha=o["alpha_snmf"], max_iter=o["max_iter_snmf"],
+                              gSig=o["gSig"], tsub=o["tsub"], ssub=o["ssub"],
+                              nb=max(1, int(o["nb_patch"])))
         A, C, cn = r.A, r.C, r.cn
     del Y
     A, C = sp.csc_matrix(A, dtype=np.float32), np.asarray(C, np.float32)
@@ -221,7 +225,8 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
         A, C = sp.csc_matrix(A[:, live]), tr.C[live]
         if nb > 0:
             f = hals_f(f, bTY - (b.T @ A) @ C, b.T @ b)
-        A, C, groups = merge_components(A, C, merge_thr=o["merge_thr"])
+        A, C, groups = merge_components(A, C, merge_thr=o["merge_thr"],
+                                        cos_thr=o["merge_cos_thr"])
         if A.shape[1] == 0:
             break
         if nb == 0:
@@ -247,6 +252,9 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
     if A.shape[1] == 0:
         raise NoComponentsError("all components vanished during the CNMF updates "
                                 "(no signal left after background removal)")
+    A, C, groups = merge_components(A, C, merge_thr=o["merge_thr"], cos_thr=o["merge_cos_thr"])
+    if groups:
+        log.info("final merge: %d groups", len(groups))
     tr = temporal(A, C)
     est = Estimates(A=sp.csc_matrix(A), C=tr.C, dims=tuple(int(d) for d in dims), S=tr.S,
                     YrA=tr.YrA, sn=sn, g=tr.g, bl=tr.bl, c1=tr.c1, neurons_sn=tr.neurons_sn,

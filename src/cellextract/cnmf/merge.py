@@ -24,7 +24,8 @@ def trace_correlation(C: np.ndarray) -> np.ndarray:
     return X @ X.T
 
 
-def find_merge_groups(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float) -> list:
+def find_merge_groups(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float,
+                      cos_thr: float | None = None) -> list:
     """Groups of components to merge.
 
     Parameters
@@ -33,6 +34,10 @@ def find_merge_groups(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float) -> lis
     C : ndarray, shape (K, T)
     merge_thr : float
         Trace-correlation threshold.
+    cos_thr : float or None
+        Also merge footprints this similar (cosine), whatever their traces: two
+        near-identical footprints cannot be told apart and split one neuron's activity
+        between them (often with anti-correlated traces).
 
     Returns
     -------
@@ -48,6 +53,11 @@ def find_merge_groups(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float) -> lis
     ov = (Ab.T @ Ab).toarray() > 0
     cor = trace_correlation(C)
     G = ov & (cor > merge_thr)
+    if cos_thr is not None:
+        nrm = np.sqrt(np.asarray(A.multiply(A).sum(axis=0)).ravel())
+        nrm[nrm == 0] = 1
+        cos = (A.T @ A).toarray() / np.outer(nrm, nrm)
+        G |= cos > cos_thr
     np.fill_diagonal(G, False)
     n, lab = connected_components(sp.csr_matrix(G), directed=False)
     groups = [np.flatnonzero(lab == i) for i in range(n)]
@@ -88,7 +98,8 @@ def rank1_merge(A_g: sp.spmatrix, C_g: np.ndarray, *, n_iter: int = 10):
     return a.astype(np.float32), c.astype(np.float32)
 
 
-def merge_components(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float):
+def merge_components(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float,
+                     cos_thr: float | None = None):
     """Merge overlapping, correlated components.
 
     Parameters
@@ -96,6 +107,8 @@ def merge_components(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float):
     A : sparse, shape (P, K)
     C : ndarray, shape (K, T)
     merge_thr : float
+    cos_thr : float or None
+        See :func:`find_merge_groups`.
 
     Returns
     -------
@@ -107,7 +120,7 @@ def merge_components(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float):
     """
     A = sp.csc_matrix(A, dtype=np.float32)
     C = np.asarray(C, dtype=np.float32)
-    groups = find_merge_groups(A, C, merge_thr=merge_thr)
+    groups = find_merge_groups(A, C, merge_thr=merge_thr, cos_thr=cos_thr)
     if not groups:
         return A, C, []
     merged = np.concatenate(groups)

@@ -287,7 +287,7 @@ def combine_patches(parts: list, patches: list[Patch], dims: tuple[int, int], *,
     if del_duplicates:
         keep = remove_duplicates(A, C, thr=dup_thr)
         return sp.csc_matrix(A[:, keep]), C[keep]
-    A, C, _ = merge_components(A, C, merge_thr=merge_thr)
+    A, C, _ = merge_components(A, C, merge_thr=merge_thr, cos_thr=0.85)
     return A, C
 
 
