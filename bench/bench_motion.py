@@ -49,10 +49,17 @@ class RssSampler:
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        me = psutil.Process(self.pid)
+        try:
+            me = psutil.Process(self.pid)
+        except psutil.Error:
+            return
         while not self._stop.is_set():
             total, single = 0, 0
-            for p in [me] + me.children(recursive=True):
+            try:
+                procs = [me] + me.children(recursive=True)
+            except psutil.Error:
+                break
+            for p in procs:
                 try:
                     r = p.memory_info().rss
                 except psutil.Error:

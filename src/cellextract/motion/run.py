@@ -324,7 +324,7 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
             with open(f, "wb") as fh:
                 fh.truncate(P * T * 4)
         results = _run_chunks(rd, p, template, scratch, T, ranges, sub, pool)
-        vmin = min(r["vmin"] for r in results)
+        vmin = results["vmin"]
         offset = float(-vmin) if np.isfinite(vmin) and vmin < 0 else 0.0
         if offset > 0:
             log.info("corrected movie minimum %.4g < 0: adding offset %.4g", vmin, offset)
@@ -392,28 +392,39 @@ def _transpose(scratch: Path, out: Path, P: int, T: int, offset: float, pool) ->
         pass
 
 
-def _run_chunks(rd, p: MotionParams, template, tmp: Path, T: int, ranges, sub: int, pool) -> list[dict]:
+def _run_chunks(rd, p: MotionParams, template, tmp: Path, T: int, ranges, sub: int, pool) -> dict:
+    """Process all chunks; return per-frame arrays and running sums (memory independent of T)."""
     prog = Progress(T, "frames", log)
-    results = []
     if pool is None:
         corrector = Corrector(template, p)
         it = (_process_chunk(rd, corrector, os.fspath(tmp), T, a, b, sub) for a, b in ranges)
     else:
         it = pool.imap(_worker_chunk, ranges)
+    acc: dict = {"shifts": [], "pw": [], "corr_before": [], "corr_after": [], "vmin": np.inf, "vmax": -np.inf}
     for r in it:
-        results.append(r)
+        for k in ("sum_b", "sum_a", "cnt_b", "cnt_a"):
+            if k in acc:
+                acc[k] += r[k]
+            else:
+                acc[k] = r[k].copy()
+        for k in ("shifts", "corr_before", "corr_after"):
+            acc[k].append(r[k])
+        if r["pw"] is not None:
+            acc["pw"].append(r["pw"])
+        acc["vmin"] = min(acc["vmin"], r["vmin"])
+        acc["vmax"] = max(acc["vmax"], r["vmax"])
         prog.update(r["stop"] - r["start"])
-    return results
+    return acc
 
 
-def _write_outputs(out: Path, final: Path, p: MotionParams, dims, T: int, template, results, offset: float,
+def _write_outputs(out: Path, final: Path, p: MotionParams, dims, T: int, template, results: dict, offset: float,
                    elapsed: float, phases: dict, nproc: int, chunk: int) -> MotionResult:
-    shifts = np.concatenate([r["shifts"] for r in results])
-    corr_b = np.concatenate([r["corr_before"] for r in results])
-    corr_a = np.concatenate([r["corr_after"] for r in results])
+    shifts = np.concatenate(results["shifts"])
+    corr_b = np.concatenate(results["corr_before"])
+    corr_a = np.concatenate(results["corr_after"])
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_b = (sum(r["sum_b"] for r in results) / sum(r["cnt_b"] for r in results)).astype(np.float32)
-        mean_a = (sum(r["sum_a"] for r in results) / sum(r["cnt_a"] for r in results)).astype(np.float32)
+        mean_b = (results["sum_b"] / results["cnt_b"]).astype(np.float32)
+        mean_a = (results["sum_a"] / results["cnt_a"]).astype(np.float32)
     mean_a = mean_a + np.float32(offset)
     frames = np.arange(T)
     np.savetxt(out / "shifts.csv", np.column_stack([frames, shifts]), delimiter=",",
@@ -424,7 +435,7 @@ def _write_outputs(out: Path, final: Path, p: MotionParams, dims, T: int, templa
     if p.pw_rigid and p.motion_correct:
         from cellextract.motion.piecewise import patch_grid
         grid = patch_grid(dims, strides=p.strides, overlaps=p.overlaps)
-        pw = np.concatenate([r["pw"] for r in results])
+        pw = np.concatenate(results["pw"])
         np.savez(out / "shifts_pw.npz", shifts=pw, starts_y=grid.starts_y, starts_x=grid.starts_x,
                  patch_size=np.array(grid.size), dims=np.array(dims))
         files["shifts_pw"] = "shifts_pw.npz"
@@ -439,7 +450,7 @@ def _write_outputs(out: Path, final: Path, p: MotionParams, dims, T: int, templa
                    "rms": float(np.sqrt(np.mean(shifts.astype(np.float64) ** 2)))},
         "correlation": {"mean_before": _nanmean(corr_b), "mean_after": _nanmean(corr_a),
                         "per_frame_before": _jsonable(corr_b), "per_frame_after": _jsonable(corr_a)},
-        "value_range": [min(r["vmin"] for r in results) + offset, max(r["vmax"] for r in results) + offset],
+        "value_range": [results["vmin"] + offset, results["vmax"] + offset],
         "files": files,
     }
     (out / "motion.json").write_text(json.dumps(info, indent=1))
