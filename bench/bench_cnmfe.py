@@ -53,12 +53,12 @@ def write_movie(sim, path, dims, T):
     return path
 
 
-def _fit_child(path, params, n_processes, out, q):
+def _fit_child(path, params, n_processes, out, q, options=None):
     from cellextract.cnmf.fit import fit_cnmf
     from cellextract.log import setup_logging
     setup_logging(None)
     t0 = time.perf_counter()
-    est = fit_cnmf(path, params=params, n_processes=n_processes)
+    est = fit_cnmf(path, params=params, n_processes=n_processes, options=options)
     dt = time.perf_counter() - t0
     np.savez(out, A_data=est.A.data, A_indices=est.A.indices, A_indptr=est.A.indptr,
              A_shape=est.A.shape, C=est.C, S=est.S)
@@ -82,6 +82,8 @@ def main(argv=None):
     ap.add_argument("--rf", type=int, default=40)
     ap.add_argument("--stride", type=int, default=20)
     ap.add_argument("--refit", action="store_true")
+    ap.add_argument("--option", action="append", default=[],
+                    help="fit option override NAME=VALUE (python literal), e.g. residual_search=False")
     ap.add_argument("--n-processes", type=int, default=2)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--results", default=str(HERE / "RESULTS_cnmfe.md"))
@@ -107,8 +109,9 @@ def main(argv=None):
     ctx = mp.get_context("spawn")   # clean child: RSS counts only the fit
     q = ctx.Queue()
     out = str(work / "fit.npz")
-    p = ctx.Process(target=_fit_child, args=(path, params, a.n_processes,
-                                                                 out, q))
+    import ast
+    options = {k: ast.literal_eval(v) for k, v in (x.split("=", 1) for x in a.option)}
+    p = ctx.Process(target=_fit_child, args=(path, params, a.n_processes, out, q, options))
     p.start()
     res = q.get()
     p.join()

@@ -425,10 +425,12 @@ def options_from_params(params) -> dict:
     for name in ("init_iter", "alpha_snmf", "max_iter_snmf"):
         if hasattr(i, name):
             o[name] = getattr(i, name)
+    # CaImAn's init_iter = 2 (second corr_pnr pass on the residual) = our residual search
+    o["residual_search"] = int(o.get("init_iter", 2)) >= 2
     return o
 
 
-def fit_cnmf(mmap_path, *, params, n_processes: int = 1) -> Estimates:
+def fit_cnmf(mmap_path, *, params, n_processes: int = 1, options: dict | None = None) -> Estimates:
     """Fit CNMF(-E) to a CaImAn memmap.
 
     Parameters
@@ -439,6 +441,9 @@ def fit_cnmf(mmap_path, *, params, n_processes: int = 1) -> Estimates:
         Read through attributes only (a ``SimpleNamespace`` tree works).
     n_processes : int
         Worker processes for the patches.
+    options : dict, optional
+        Overrides of fit options not in ``Params`` (see ``DEFAULTS``), e.g.
+        ``{"residual_search": False, "n_rounds": 3}``.
 
     Returns
     -------
@@ -451,5 +456,5 @@ def fit_cnmf(mmap_path, *, params, n_processes: int = 1) -> Estimates:
 
     Yr, dims, T = open_memmap(mmap_path)
     del Yr
-    o = dict(DEFAULTS, **options_from_params(params))
+    o = dict(DEFAULTS, **options_from_params(params), **(options or {}))
     return _run(os.fspath(mmap_path), dims, T, o, max(1, int(n_processes)))
