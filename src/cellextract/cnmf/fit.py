@@ -359,8 +359,8 @@ def _run(src, dims, T, o, n_processes) -> Estimates:
             "try lower min_corr / min_pnr or check the movie")
     rows = RowSource(src, P, T)
     cache: dict = {}
-    search = (o["residual_search"] and o["method_init"] == "corr_pnr" and int(o["nb"]) == 0
-              and o["init_fn"] is None)
+    search = (o["residual_search"] and int(o["init_iter"]) >= 2 and o["method_init"] == "corr_pnr"
+              and int(o["nb"]) == 0 and o["init_fn"] is None)
     if search:
         est = fit_core(rows, dims, A, C, dict(o, n_rounds=1), cache=cache)
         An, Cn = residual_search(src, dims, est.A, est.C, o, n_processes)
@@ -425,8 +425,6 @@ def options_from_params(params) -> dict:
     for name in ("init_iter", "alpha_snmf", "max_iter_snmf"):
         if hasattr(i, name):
             o[name] = getattr(i, name)
-    # CaImAn's init_iter = 2 (second corr_pnr pass on the residual) = our residual search
-    o["residual_search"] = int(o.get("init_iter", 2)) >= 2
     return o
 
 
