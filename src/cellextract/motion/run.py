@@ -189,9 +189,17 @@ def _worker_init(spec, params: dict, template_path: str, path: str, T: int, sub:
     _W.update(spec=spec, params=params, template_path=template_path, path=path, T=T, sub=sub)
 
 
+def _worker_template(_=None) -> np.ndarray:
+    """Compute the template in a worker (keeps the parent process small)."""
+    if "reader" not in _W:
+        _W["reader"] = _open_spec(_W["spec"])
+    return _template(_W["reader"], MotionParams(**_W["params"]), _W["sub"])
+
+
 def _worker_chunk(rng: tuple[int, int]) -> dict:
     if "reader" not in _W:
         _W["reader"] = _open_spec(_W["spec"])
+    if "corrector" not in _W:
         _W["corrector"] = Corrector(np.load(_W["template_path"]), MotionParams(**_W["params"]))
     return _process_chunk(_W["reader"], _W["corrector"], _W["path"], _W["T"], rng[0], rng[1], _W["sub"])
 
@@ -310,14 +318,14 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
         nproc = 1
     template_path = out / "template.npy"
     pool = None
-    if nproc > 1:  # spawn workers now: they import while the template is computed
+    if nproc > 1:  # workers also compute the template, so the parent stays small
         pool = _start_pool(nproc, (spec, _tuple_fix(p), os.fspath(template_path),
                                    os.fspath(scratch), T, sub))
     try:
         log.info("motion correction of %d frames of %dx%d px (%s, %d process(es), chunks of %d)",
                  T, H, W, "piecewise-rigid" if p.pw_rigid else "rigid" if p.motion_correct else "copy only",
                  nproc, chunk)
-        template = _template(rd, p, sub)
+        template = _template(rd, p, sub) if pool is None else pool.apply(_worker_template, (None,))
         np.save(template_path, template)
         t_template = time.perf_counter() - t0
         for f in (scratch, tmp):
