@@ -8,17 +8,18 @@ package convention (``registered(y, x) = f(y - s_y, x - s_x)``).
 Two stages, batched over all images given (frames of a chunk, or all patches of all
 frames):
 
-1. integer peak of ``cc`` (inverse real FFT), searched only inside the allowed window
-   ``lo <= s <= hi`` (``±max_shifts`` for rigid, ``rigid ± max_deviation_rigid`` for
-   patches);
+1. integer peak of ``cc`` searched only inside the allowed window ``lo <= s <= hi``
+   (``±max_shifts`` for rigid, ``rigid ± max_deviation_rigid`` for patches): ``cc`` is
+   evaluated at just those integer shifts by a partial inverse DFT (cheaper than a full
+   inverse FFT when the window is small);
 2. sub-pixel refinement by the upsampled DFT of Guizar-Sicairos, Thurman & Fienup
    (Opt. Lett. 2008): ``cc`` is evaluated exactly (band-limited) on a grid of step
-   ``1/upsample`` over ±0.75 px around the integer peak by two small matrix products, and
-   the grid maximum is refined further by a 3-point parabola on that fine grid.
+   ``1/upsample`` over ±0.75 px around the integer peak, and the grid maximum is refined
+   further by a 3-point parabola on that fine grid.
 
-The per-image phase ramp that centres the fine grid on each image's own peak is folded
-into the cross-power spectrum, so the two DFT matrices are shared by all images and the
-refinement is a pair of large BLAS products instead of per-image work.
+Both are :func:`correlation_window`: two batched matrix products with DFT kernels whose
+per-image phase ramp (the window centre) is a cheap outer product, so only ``n * (h + w)``
+complex exponentials are computed per call.
 """
 
 from __future__ import annotations
