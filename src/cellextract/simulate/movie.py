@@ -288,7 +288,7 @@ def simulate(*, kind: str = "1p", dims=(128, 128), frames: int = 1000, n_neurons
     bg_mean = (B @ F.mean(1).astype(np.float32)).reshape(canvas)[margin:margin + H, margin:margin + W] * vig
     gain = kd["gain"] * noise_scale ** 2
     read_sd = kd["read_sd"] * noise_scale
-    noise_sd = np.sqrt(gain * bg_mean + read_sd ** 2).astype(np.float32)
+    noise_sd = np.sqrt(gain * np.maximum(bg_mean, 0) + read_sd ** 2).astype(np.float32)
     sd_f = noise_sd.ravel(order="F")
     proj_sd = np.sqrt(np.asarray(A_true.multiply(A_true).T @ (sd_f ** 2))).ravel()
     amp_true = (act["amplitude"] * norms).astype(np.float32)
