@@ -56,3 +56,19 @@ def test_near_identical_footprints_merge_by_cosine():
     assert [g.tolist() for g in groups] == [[0, 1]]
     A2, C2, _ = merge_components(A, C, merge_thr=0.99, cos_thr=0.85)
     assert A2.shape[1] == 2 and np.corrcoef(C2[1], c)[0, 1] > 0.99
+
+
+def test_split_neuron_with_anticorrelated_traces_merges():
+    dims, T = (30, 30), 400
+    rng = np.random.default_rng(3)
+    c = np.convolve((rng.random(T) < 0.05).astype(float), 0.9 ** np.arange(30))[:T]
+    half = (rng.random(T) < 0.5).astype(float)
+    A = sp.csc_matrix(np.stack([_img(dims, 15, 14), _img(dims, 15, 16.5)], 1))
+    nrm = np.linalg.norm(A.toarray(), axis=0)
+    cos = (A.T @ A).toarray()[0, 1] / nrm.prod()
+    assert 0.6 < cos < 0.85
+    C = np.stack([c * half, c * (1 - half)])
+    assert np.corrcoef(C)[0, 1] < -0.2
+    assert find_merge_groups(A, C, merge_thr=0.7, cos_thr=0.85) == []
+    groups = find_merge_groups(A, C, merge_thr=0.7, cos_thr=0.85, split_corr=-0.2)
+    assert [g.tolist() for g in groups] == [[0, 1]]

@@ -49,6 +49,7 @@ DEFAULTS = dict(
     update_background_components=True, refit=False,
     n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, init_fn=None, residual_search=True,
     dup_thr=0.6, spatial_box=None, merge_cos_thr=0.85,
+    merge_split_corr=-0.2,
 )
 
 
@@ -226,7 +227,8 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
         if nb > 0:
             f = hals_f(f, bTY - (b.T @ A) @ C, b.T @ b)
         A, C, groups = merge_components(A, C, merge_thr=o["merge_thr"],
-                                        cos_thr=o["merge_cos_thr"])
+                                        cos_thr=o["merge_cos_thr"],
+                                        split_corr=o["merge_split_corr"])
         if A.shape[1] == 0:
             break
         if nb == 0:
@@ -252,7 +254,8 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
     if A.shape[1] == 0:
         raise NoComponentsError("all components vanished during the CNMF updates "
                                 "(no signal left after background removal)")
-    A, C, groups = merge_components(A, C, merge_thr=o["merge_thr"], cos_thr=o["merge_cos_thr"])
+    A, C, groups = merge_components(A, C, merge_thr=o["merge_thr"], cos_thr=o["merge_cos_thr"],
+                                    split_corr=o["merge_split_corr"])
     if groups:
         log.info("final merge: %d groups", len(groups))
     tr = temporal(A, C)

@@ -25,7 +25,8 @@ def trace_correlation(C: np.ndarray) -> np.ndarray:
 
 
 def find_merge_groups(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float,
-                      cos_thr: float | None = None) -> list:
+                      cos_thr: float | None = None, split_cos: float = 0.6,
+                      split_corr: float | None = None) -> list:
     """Groups of components to merge.
 
     Parameters
@@ -38,6 +39,10 @@ def find_merge_groups(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float,
         Also merge footprints this similar (cosine), whatever their traces: two
         near-identical footprints cannot be told apart and split one neuron's activity
         between them (often with anti-correlated traces).
+    split_cos, split_corr : float, float or None
+        Also merge pairs whose footprints are similar (cosine > ``split_cos``) while their
+        traces are anti-correlated (correlation < ``split_corr``): the signature of one
+        neuron split between two components competing for its activity.
 
     Returns
     -------
@@ -53,11 +58,14 @@ def find_merge_groups(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float,
     ov = (Ab.T @ Ab).toarray() > 0
     cor = trace_correlation(C)
     G = ov & (cor > merge_thr)
-    if cos_thr is not None:
+    if cos_thr is not None or split_corr is not None:
         nrm = np.sqrt(np.asarray(A.multiply(A).sum(axis=0)).ravel())
         nrm[nrm == 0] = 1
         cos = (A.T @ A).toarray() / np.outer(nrm, nrm)
-        G |= cos > cos_thr
+        if cos_thr is not None:
+            G |= cos > cos_thr
+        if split_corr is not None:
+            G |= (cos > split_cos) & (cor < split_corr)
     np.fill_diagonal(G, False)
     n, lab = connected_components(sp.csr_matrix(G), directed=False)
     groups = [np.flatnonzero(lab == i) for i in range(n)]
@@ -99,7 +107,7 @@ def rank1_merge(A_g: sp.spmatrix, C_g: np.ndarray, *, n_iter: int = 10):
 
 
 def merge_components(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float,
-                     cos_thr: float | None = None):
+                     cos_thr: float | None = None, split_corr: float | None = None):
     """Merge overlapping, correlated components.
 
     Parameters
@@ -107,7 +115,7 @@ def merge_components(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float,
     A : sparse, shape (P, K)
     C : ndarray, shape (K, T)
     merge_thr : float
-    cos_thr : float or None
+    cos_thr, split_corr : float or None
         See :func:`find_merge_groups`.
 
     Returns
@@ -120,7 +128,8 @@ def merge_components(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float,
     """
     A = sp.csc_matrix(A, dtype=np.float32)
     C = np.asarray(C, dtype=np.float32)
-    groups = find_merge_groups(A, C, merge_thr=merge_thr, cos_thr=cos_thr)
+    groups = find_merge_groups(A, C, merge_thr=merge_thr, cos_thr=cos_thr,
+                               split_corr=split_corr)
     if not groups:
         return A, C, []
     merged = np.concatenate(groups)
