@@ -171,6 +171,16 @@ def cmd_cnn(a) -> None:
     for kd in np.unique(kinds):
         s = kinds == kd
         lines.append(f"{kd}: n={s.sum()}, fraction scored >= 0.5: {np.mean(p[s] >= 0.5):.3f}")
+    if a.engine_val:
+        # made with: python -m cellextract.evaluate.engine_crops --out FILE --seeds 101 102 103 104
+        with np.load(a.engine_val) as z:
+            pe, ye, ke = predict(z["crops"]), z["labels"], z["kind"]
+        for kd in ["all"] + sorted(set(ke.tolist())):
+            s = np.ones(len(ye), bool) if kd == "all" else ke == kd
+            lines.append(f"engine components on held-out seeds ({kd}): n={s.sum()} "
+                         f"({int(ye[s].sum())} true), ROC AUC {roc_auc(pe[s], ye[s]):.4f}, "
+                         f"true scored <= 0.1: {np.mean(pe[s][ye[s] == 1] <= 0.1):.3f}, "
+                         f"false scored <= 0.1: {np.mean(pe[s][ye[s] == 0] <= 0.1):.3f}")
     _append("CNN held-out AUC", lines)
 
 
@@ -249,6 +259,8 @@ def main(argv=None) -> None:
     c = sub.add_parser("cnn")
     c.add_argument("--n", type=int, default=6000)
     c.add_argument("--seed", type=int, default=123456)
+    c.add_argument("--engine-val", default=None,
+                   help="npz of labelled engine crops on held-out seeds (engine_crops.py)")
     s = sub.add_parser("speed")
     s.add_argument("--dims", type=int, nargs=2, default=(256, 256))
     s.add_argument("--frames", type=int, default=1000)
