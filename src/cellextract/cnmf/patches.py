@@ -336,7 +336,11 @@ def stats_pass(rows: RowSource, dims, *, ssub_B: int, tbin: int, need_ds: bool, 
     Yds = np.zeros((D.shape[0], rows.T // tbin), np.float32) if need_ds else None
     for r0, r1, Y in rows.blocks(block_bytes):
         mean[r0:r1] = Y.mean(1)
-        sn[r0:r1] = noise_psd(Y, noise_range=noise_range, noise_method=noise_method)
+        step = max(1, (16 << 20) // (4 * min(rows.T, 3072)))   # bound FFT temporaries
+        for i0 in range(0, r1 - r0, step):
+            i1 = min(r1 - r0, i0 + step)
+            sn[r0 + i0:r0 + i1] = noise_psd(Y[i0:i1], noise_range=noise_range,
+                                            noise_method=noise_method)
         if need_ds:
             Ds = D[:, r0:r1]
             lo, hi = Ds.indices.min(), Ds.indices.max() + 1
