@@ -3,7 +3,10 @@
 Pipeline (1P, ``nb = 0``; Zhou et al. 2018): per-patch initialisation (corr_pnr) ->
 combination (duplicates removed or merged) -> ring-model background on the whole FOV
 -> ``n_rounds`` rounds of [temporal update with OASIS, merging, spatial update,
-background update] -> final temporal update -> unit-norm footprints. 2P (``nb > 0``;
+background update] -> final merge and temporal update -> unit-norm footprints. With
+``init_iter >= 2`` (CaImAn's default) the first round is followed by a *residual search*
+(per patch: data - neurons - local ring background searched again by corr_pnr) and the
+remaining rounds run with the new components. 2P (``nb > 0``;
 Pnevmatikakis et al. 2016): greedy_roi / sparse_nmf initialisation and a low-rank
 background ``b f`` updated by HALS, same updates otherwise. ``refit`` re-runs the
 updates seeded with the found footprints.
@@ -12,6 +15,10 @@ Memory: the data are never held whole; each update streams the memmap in blocks 
 pixel rows (contiguous in time) read with plain file reads, accumulating only
 ``A^T Y`` (K, T) and ``Y C^T`` (P, K). The ring-model fit uses a spatially
 (``ssub_B``) and temporally binned copy of the data capped at ``max_bg_frames`` frames.
+
+Not used: ``low_rank_background`` (the background of ``nb > 0`` is always updated by
+HALS on ``b, f``) and ``nb_patch`` beyond the per-patch initialisation. Deconvolution
+uses AR coefficients from ``decay_time`` and ``fr`` (not re-estimated per trace).
 """
 
 from __future__ import annotations
