@@ -127,9 +127,9 @@ def run_case(workdir: Path, *, kind: str, size: int, frames: int, motion: str, n
     t_sim = time.perf_counter() - t0
     truth = load_truth(movie.with_name(f"{movie.stem}_truth.h5"))
     out = workdir / f"out_{kind}_{size}_{motion}"
-    kw = dict(pw_rigid=motion == "pw_rigid", gSig_filt=(3, 3) if kind == "1p" else None,
-              max_shifts=(int(np.ceil(max_shift)) + 1,) * 2, n_processes=n_processes,
-              strides=(48, 48), overlaps=(24, 24), max_deviation_rigid=3, border_nan="copy")
+    kw = {"pw_rigid": motion == "pw_rigid", "gSig_filt": (3, 3) if kind == "1p" else None,
+              "max_shifts": (int(np.ceil(max_shift)) + 1,) * 2, "n_processes": n_processes,
+              "strides": (48, 48), "overlaps": (24, 24), "max_deviation_rigid": 3, "border_nan": "copy"}
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_motion_child, args=(str(movie), str(out), kw, q))
@@ -139,9 +139,9 @@ def run_case(workdir: Path, *, kind: str, size: int, frames: int, motion: str, n
         p.join()
     if isinstance(res, BaseException):
         raise res
-    row = dict(kind=kind, size=size, frames=frames, motion=motion, n_processes=n_processes,
-               fps=res.fps, elapsed=res.elapsed, rss_tree_mb=rss.peak / 2 ** 20,
-               rss_max_proc_mb=rss.peak_single / 2 ** 20, rss_anon_tree_mb=rss.peak_anon / 2 ** 20, sim_s=t_sim)
+    row = {"kind": kind, "size": size, "frames": frames, "motion": motion, "n_processes": n_processes,
+               "fps": res.fps, "elapsed": res.elapsed, "rss_tree_mb": rss.peak / 2 ** 20,
+               "rss_max_proc_mb": rss.peak_single / 2 ** 20, "rss_anon_tree_mb": rss.peak_anon / 2 ** 20, "sim_s": t_sim}
     if motion == "pw_rigid":
         row["rigid_rmse"] = shift_rmse(res.shifts, truth.shifts)
         row["field_rmse_global"], row["field_rmse"] = field_error(res, truth, (size, size), margin=24)
@@ -159,8 +159,8 @@ def append_results(rows: list[dict], command: str) -> None:
     head = ("| kind | size | frames | motion | procs | rigid RMSE (px) | field RMSE (px) | field RMSE global (px) "
             "| frames/s | elapsed (s) | peak RSS tree (MB) | peak RSS 1 proc (MB) | peak anon RSS tree (MB) |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-    lines = [f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — {platform.node()}, "
-             f"{psutil.cpu_count()} CPUs, load {psutil.getloadavg()[0]:.1f}\n", f"\n`{command}`\n\n", head]
+    lines = [(f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — {platform.node()}, "
+             f"{psutil.cpu_count()} CPUs, load {psutil.getloadavg()[0]:.1f}\n"), f"\n`{command}`\n\n", head]
     for r in rows:
         fe = "" if np.isnan(r["field_rmse"]) else f"{r['field_rmse']:.3f}"
         fg = "" if np.isnan(r["field_rmse_global"]) else f"{r['field_rmse_global']:.3f}"

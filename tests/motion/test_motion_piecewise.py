@@ -5,8 +5,13 @@ import numpy as np
 from scipy import ndimage
 
 from cellextract.motion.apply import apply_field
-from cellextract.motion.piecewise import (apply_piecewise, patch_grid, patch_shifts, shift_field,
-                                          template_patch_spectra)
+from cellextract.motion.piecewise import (
+    apply_piecewise,
+    patch_grid,
+    patch_shifts,
+    shift_field,
+    template_patch_spectra,
+)
 from cellextract.motion.register import rigid_shifts, template_spectrum
 
 

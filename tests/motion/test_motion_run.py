@@ -96,8 +96,8 @@ def test_border_nan_modes_in_memmap(tmp_path, mode):
 
 def test_piecewise_and_two_processes_match_one(tmp_path):
     mov, true, _ = _movie(T=48, H=64, W=64)
-    kw = dict(pw_rigid=True, max_shifts=(4, 4), strides=(24, 24), overlaps=(12, 12), max_deviation_rigid=2,
-              chunk_frames=16)
+    kw = {"pw_rigid": True, "max_shifts": (4, 4), "strides": (24, 24), "overlaps": (12, 12), "max_deviation_rigid": 2,
+              "chunk_frames": 16}
     r1 = motion_correct(mov, tmp_path / "a", "pw", n_processes=1, **kw)
     r2 = motion_correct(mov, tmp_path / "b", "pw", n_processes=2, **kw)
     np.testing.assert_allclose(r1.shifts, r2.shifts, atol=1e-5)
@@ -120,7 +120,7 @@ def test_real_inscopix_isxd(tmp_path):
         r = motion_correct(rd, tmp_path, "isx", gSig_filt=(3, 3), max_shifts=(5, 5), n_processes=1)
     assert r.dims == (123, 108) and r.n_frames == 63  # 108 wide x 123 high
     assert np.all(np.abs(r.shifts) < 3.0)
-    Yr, dims, T = open_memmap(r.mmap_path)
+    Yr, _dims, _T = open_memmap(r.mmap_path)
     assert np.isfinite(np.asarray(Yr)).all() and float(np.min(Yr)) >= 0.0
     info = json.loads((tmp_path / "motion.json").read_text())
     assert info["correlation"]["mean_after"] >= info["correlation"]["mean_before"] - 1e-3

@@ -17,4 +17,4 @@ apply_piecewise``, ``apply.apply_rigid / apply_field / shift_cubic``,
 
 from cellextract.motion.run import MotionResult, load_motion_summary, motion_correct
 
-__all__ = ["motion_correct", "MotionResult", "load_motion_summary"]
+__all__ = ["MotionResult", "load_motion_summary", "motion_correct"]

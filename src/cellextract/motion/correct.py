@@ -9,9 +9,17 @@ import numpy as np
 from cellextract.motion.apply import apply_rigid
 from cellextract.motion.filters import highpass, highpass_transfer
 from cellextract.motion.params import MotionParams
-from cellextract.motion.piecewise import (apply_piecewise, patch_grid, patch_shifts,
-                                          template_patch_spectra)
-from cellextract.motion.register import image_spectra, register_spectra, template_spectrum
+from cellextract.motion.piecewise import (
+    apply_piecewise,
+    patch_grid,
+    patch_shifts,
+    template_patch_spectra,
+)
+from cellextract.motion.register import (
+    image_spectra,
+    register_spectra,
+    template_spectrum,
+)
 
 UPSAMPLE = 10  # sub-pixel grid factor of the upsampled DFT (before parabolic refinement)
 

@@ -89,20 +89,20 @@ def check_params(dims=None, **kw) -> MotionParams:
         if not (gy > 0 and gx > 0) or isinstance(g, bool):
             raise ParameterError(f"motion.gSig_filt: must be > 0 (or null for no filtering), got {g!r}")
         g = (gy, gx)
-    out = dict(
-        motion_correct=_bool(p.motion_correct, "motion_correct"),
-        pw_rigid=_bool(p.pw_rigid, "pw_rigid"),
-        gSig_filt=g,
-        max_shifts=int_pair(p.max_shifts, "max_shifts", minimum=0),
-        strides=int_pair(p.strides, "strides", minimum=1),
-        overlaps=int_pair(p.overlaps, "overlaps", minimum=0),
-        max_deviation_rigid=_int(p.max_deviation_rigid, "max_deviation_rigid", minimum=0),
-        border_nan=check_border_nan(p.border_nan),
-        niter_rig=_int(p.niter_rig, "niter_rig", minimum=1),
-        upsample_factor_grid=_int(p.upsample_factor_grid, "upsample_factor_grid", minimum=1),
-        n_processes=_int(p.n_processes, "n_processes", minimum=1),
-        chunk_frames=None if p.chunk_frames is None else _int(p.chunk_frames, "chunk_frames", minimum=1),
-    )
+    out = {
+        "motion_correct": _bool(p.motion_correct, "motion_correct"),
+        "pw_rigid": _bool(p.pw_rigid, "pw_rigid"),
+        "gSig_filt": g,
+        "max_shifts": int_pair(p.max_shifts, "max_shifts", minimum=0),
+        "strides": int_pair(p.strides, "strides", minimum=1),
+        "overlaps": int_pair(p.overlaps, "overlaps", minimum=0),
+        "max_deviation_rigid": _int(p.max_deviation_rigid, "max_deviation_rigid", minimum=0),
+        "border_nan": check_border_nan(p.border_nan),
+        "niter_rig": _int(p.niter_rig, "niter_rig", minimum=1),
+        "upsample_factor_grid": _int(p.upsample_factor_grid, "upsample_factor_grid", minimum=1),
+        "n_processes": _int(p.n_processes, "n_processes", minimum=1),
+        "chunk_frames": None if p.chunk_frames is None else _int(p.chunk_frames, "chunk_frames", minimum=1),
+    }
     s, o = out["strides"], out["overlaps"]
     if out["pw_rigid"] and (s[0] <= o[0] or s[1] <= o[1]):
         raise ParameterError(f"motion.strides: must be larger than motion.overlaps, got strides={list(s)}, "

@@ -19,7 +19,12 @@ from scipy.interpolate import CubicSpline
 
 from cellextract.motion.apply import apply_field
 from cellextract.motion.filters import highpass
-from cellextract.motion.register import image_spectra, register_spectra, taper, tukey_window
+from cellextract.motion.register import (
+    image_spectra,
+    register_spectra,
+    taper,
+    tukey_window,
+)
 
 
 def _starts(n: int, size: int, stride: int) -> np.ndarray:
@@ -140,7 +145,6 @@ def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, 
     if gSig_filt is not None:
         a = highpass(a, gSig_filt)
     n = a.shape[0]
-    H, W = grid.dims
     gy, gx = grid.shape
     py, px = grid.size
     rigid = np.asarray(rigid, dtype=np.float64).reshape(n, 2)

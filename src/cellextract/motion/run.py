@@ -26,6 +26,7 @@ is recorded in ``motion.json``. The movie is never held in memory for this.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -40,10 +41,10 @@ from cellextract.errors import InputError
 from cellextract.io.memmap import memmap_name
 from cellextract.log import Progress, get_logger
 from cellextract.motion.correct import Corrector
-from cellextract.motion.transpose import transpose_to_memmap, write_frames
 from cellextract.motion.params import MotionParams, check_params
 from cellextract.motion.template import read_samples, rigid_template
 from cellextract.motion.threads import single_threaded
+from cellextract.motion.transpose import transpose_to_memmap, write_frames
 
 log = get_logger(__name__)
 
@@ -175,9 +176,10 @@ def _process_chunk(reader, corrector: Corrector, path: str, T: int, start: int, 
         if res.pw_shifts is not None:
             pws.append(res.pw_shifts)
     os.close(fd)
-    return dict(start=start, stop=stop, shifts=np.concatenate(shifts), pw=np.concatenate(pws) if pws else None,
-                corr_before=np.concatenate(cb), corr_after=np.concatenate(ca), sum_b=sum_b, sum_a=sum_a,
-                cnt_b=cnt_b, cnt_a=cnt_a, vmin=vmin, vmax=vmax)
+    return {"start": start, "stop": stop, "shifts": np.concatenate(shifts),
+            "pw": np.concatenate(pws) if pws else None,
+            "corr_before": np.concatenate(cb), "corr_after": np.concatenate(ca), "sum_b": sum_b, "sum_a": sum_a,
+            "cnt_b": cnt_b, "cnt_a": cnt_a, "vmin": vmin, "vmax": vmax}
 
 
 _W: dict = {}
@@ -392,10 +394,10 @@ def _transpose(scratch: Path, out: Path, P: int, T: int, offset: float, pool) ->
     if pool is None:
         transpose_to_memmap(os.fspath(scratch), os.fspath(out), P, T, offset=offset)
         return
-    n = pool._processes  # noqa: SLF001 - number of workers
+    n = pool._processes
     edges = np.linspace(0, P, 2 * n + 1).astype(int)
     parts = [(os.fspath(scratch), os.fspath(out), P, T, offset, (int(a), int(b)))
-             for a, b in zip(edges[:-1], edges[1:]) if b > a]
+             for a, b in itertools.pairwise(edges) if b > a]
     for _ in pool.imap_unordered(_transpose_part, parts):
         pass
 
