@@ -171,12 +171,14 @@ class _Ring:
         """Blocks of the support, their ring blocks and all full-resolution pixels involved."""
         bs = np.unique(self.blk[sup])
         ring = np.unique(self.W[bs].indices)
-        pix = np.unique(np.concatenate([sup, self.D[ring].indices]))
-        return bs, ring, pix
+        mask = np.zeros(self.D.shape[1], bool)
+        mask[self.D[ring].indices] = True
+        mask[sup] = True
+        return bs, ring, np.flatnonzero(mask)
 
-    def fluctuation(self, sup: np.ndarray, pix: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """``U W D x`` on ``sup``, given ``x`` on ``pix`` (from :meth:`parts`)."""
-        bs, ring, _ = self.parts(sup)
+    def fluctuation(self, sup: np.ndarray, parts, x: np.ndarray) -> np.ndarray:
+        """``U W D x`` on ``sup``, given ``x`` on the pixels of ``parts = self.parts(sup)``."""
+        bs, ring, pix = parts
         xds = self.D[ring][:, pix] @ x                           # ring blocks, downsampled
         bds = self.W[bs][:, ring] @ xds                          # support blocks
         return bds[np.searchsorted(bs, self.blk[sup])]
@@ -195,13 +197,19 @@ def _support(A: sp.csc_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
     return sup[order], a[order]
 
 
-def _needed_pixels(A: sp.csc_matrix, ring: _Ring | None) -> list[np.ndarray]:
-    """Per component, the sorted pixels whose active-frame means are needed."""
-    out = []
+def _needed_pixels(A: sp.csc_matrix, ring: _Ring | None) -> tuple[list[np.ndarray], list]:
+    """Per component, the sorted pixels whose means are needed (and the ring parts, if any)."""
+    need, parts = [], []
     for k in range(A.shape[1]):
         sup, _ = _support(A, k)
-        out.append(ring.parts(sup)[2] if ring is not None and sup.size else sup)
-    return out
+        if ring is not None and sup.size:
+            pk = ring.parts(sup)
+            parts.append(pk)
+            need.append(pk[2])
+        else:
+            parts.append(None)
+            need.append(sup)
+    return need, parts
 
 
 def _stream_means(Yr: np.ndarray, need: list[np.ndarray], frames: list[np.ndarray], *,
@@ -306,7 +314,7 @@ def compute_r_values(Yr: np.ndarray, A: sp.spmatrix, C: np.ndarray, *, N: int,
     mode = background_mode(b=b, f=f, b0=b0, W=W)
     ring = _Ring(W, b0, dims, ssub_B, P) if mode == "ring" else None
     frames = exclusive_frames(active_frames(C, N=N, n_peaks=n_peaks, peak_frac=peak_frac), A)
-    need = _needed_pixels(A, ring)
+    need, parts = _needed_pixels(A, ring)
     means, fulls = _stream_means(Yr, need, frames, block_mb=block_mb, n_threads=n_threads,
                                  want_full_mean=True)
     Ar = sp.csr_matrix(A) if ring is not None or subtract_neighbours else None
@@ -329,7 +337,7 @@ def compute_r_values(Yr: np.ndarray, A: sp.spmatrix, C: np.ndarray, *, N: int,
             img = img - b[sup] @ (f[:, frames[k]].mean(axis=1) - fmean)
         elif mode == "ring":
             pix = need[k]
-            img = img - ring.fluctuation(sup, pix, d - Ar[pix] @ dC)
+            img = img - ring.fluctuation(sup, parts[k], d - Ar[pix] @ dC)
         if subtract_neighbours:
             nb = ov.indices[ov.indptr[k]:ov.indptr[k + 1]]
             nb = nb[nb != k]
