@@ -226,9 +226,22 @@ def cmd_speed(a) -> None:
     Yr, dims, _ = open_memmap(path)
     YrA = rng.standard_normal((K, T)).astype(np.float32)
     est = Estimates(A=A, C=C, YrA=YrA, dims=(H, W))
+    if a.ring:
+        # a CNMF-E-like ring model on the ssub_B=2 grid (uniform weights on each ring)
+        from cellextract.cnmf.background import ds_dims, ring_indices
+        dd = ds_dims((H, W), 2)
+        idx = ring_indices(dd, int(round(1.4 * (4 * a.gSig + 1) / 2)))
+        rows = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
+        ok = idx.ravel() >= 0
+        n = np.maximum((idx >= 0).sum(axis=1), 1)
+        est.W = sp.csr_matrix(((1.0 / n)[rows[ok]], (rows[ok], idx.ravel()[ok])),
+                              shape=(idx.shape[0],) * 2)
+        est.b0 = np.full(H * W, 10.0, np.float32)
+        est.extra["ssub_B"] = 2
     q = dict(QUALITY["1p"])
     lines = [f"{H}x{W}x{T} memmap ({Yr.nbytes / 2**30:.2f} GiB, written in {t_write:.0f} s, "
-             f"likely still in page cache), K={K}, gSig={a.gSig}, n_processes={a.n_processes}"]
+             f"likely still in page cache), K={K}, gSig={a.gSig}, n_processes={a.n_processes}, "
+             f"background {'ring model (ssub_B=2)' if a.ring else 'none (local mean)'}"]
     for use_cnn in (False, True):
         q["use_cnn"] = use_cnn
         t0 = time.perf_counter()
@@ -268,6 +281,7 @@ def main(argv=None) -> None:
     s.add_argument("--gSig", type=float, default=4.0)
     s.add_argument("--n-processes", type=int, default=2)
     s.add_argument("--tmp", default=None)
+    s.add_argument("--ring", action="store_true", help="give the Estimates a ring background model")
     a = ap.parse_args(argv)
     {"quality": cmd_quality, "cnn": cmd_cnn, "speed": cmd_speed}[a.cmd](a)
 
