@@ -32,8 +32,10 @@ class Estimates:
         Global low-rank background: ``b`` shape (H*W, nb), ``f`` shape (nb, T).
     b0 : ndarray or None, shape (H*W,)
         Constant background of the ring model (1P, nb = 0).
-    W : scipy.sparse.csr_matrix or None, shape (H*W, H*W)
-        Ring-model weights: fluctuating background = W @ (Y - A C - b0).
+    W : scipy.sparse.csr_matrix or None, shape (P_ds, P_ds)
+        Ring-model weights on the ``ssub_B``-downsampled pixel grid (CaImAn's convention;
+        ``P_ds = ceil(H / ssub_B) * ceil(W / ssub_B)``): the fluctuating background is
+        ``W`` applied to the downsampled residual ``Y - A C - b0``, upsampled back.
     sn : ndarray, shape (H*W,)
         Noise standard deviation of each pixel.
     g : ndarray, shape (K, p)
