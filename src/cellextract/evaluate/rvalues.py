@@ -240,7 +240,7 @@ def _stream_means(Yr: np.ndarray, need: list[np.ndarray], frames: list[np.ndarra
     def work(bd):
         i0, i1 = bd
         p0, p1 = int(union[i0]), int(union[i1 - 1]) + 1
-        block = np.asarray(Yr[p0:p1], dtype=np.float32)          # contiguous read (n, T)
+        block = Yr[p0:p1]                # contiguous rows (n, T); a view, read in place
         bmean = block.mean(axis=1, dtype=np.float64) if want_full_mean else None
         res = []
         for k in np.nonzero((lo < p1) & (hi >= p0))[0]:
