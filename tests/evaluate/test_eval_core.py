@@ -58,3 +58,24 @@ def test_all_rejected_is_valid(estimates, movie, caplog):
 def test_bad_rate_is_a_parameter_error(estimates, movie):
     with pytest.raises(ParameterError):
         evaluate_components(estimates, movie[0], **dict(Q, fr=0))
+
+
+def test_memmap_input_and_degenerate_components(tmp_path, estimates, movie):
+    from cellextract.io.memmap import MemmapWriter, memmap_name, open_memmap
+
+    Yr, A, C = movie
+    H, W = estimates.dims
+    path = memmap_name(tmp_path / "m", (H, W), Yr.shape[1])
+    with MemmapWriter(path, (H, W), Yr.shape[1]) as wr:
+        wr.write(0, Yr.reshape(W, H, -1).transpose(2, 1, 0))
+    Ym, _, _ = open_memmap(path)
+    ref = evaluate_components(estimates, Yr, **Q)
+    got = evaluate_components(estimates, Ym, **dict(Q, n_processes=2, block_mb=0.05))
+    np.testing.assert_allclose(got.r_values, ref.r_values, rtol=1e-6)
+    # an empty footprint, a flat trace and no YrA: defined outputs, no crash
+    A2 = sp.csc_matrix(sp.hstack([A, sp.csc_matrix((A.shape[0], 1))]))
+    C2 = np.vstack([C, np.zeros((1, C.shape[1]), np.float32)])
+    est = Estimates(A=A2, C=C2, YrA=None, dims=estimates.dims)
+    out = evaluate_components(est, Ym, **dict(Q, use_cnn=True))
+    assert np.isnan(out.r_values[4]) and abs(out.SNR_comp[4]) < 1e-9
+    assert 4 in out.idx_components_bad and np.isfinite(out.cnn_preds).all()
