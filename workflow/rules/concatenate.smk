@@ -24,7 +24,12 @@ rule resolve_params:
     input:
         series=res("{series}", "series.json"),
     output:
-        params=res("{series}", "params.json"),
+        params=report(
+            res("{series}", "params.json"),
+            caption="../report/params.rst",
+            category="Parameters",
+            subcategory="{series}",
+        ),
     params:
         p=stage_params("all"),
     log:

@@ -31,7 +31,12 @@ rule output_metadata:
         model=res("{series}", "caiman_output.hdf5"),
         series=res("{series}", "series.json"),
     output:
-        metadata=res("{series}", "output_metadata.json"),
+        metadata=report(
+            res("{series}", "output_metadata.json"),
+            caption="../report/output_metadata.rst",
+            category="Counts",
+            subcategory="{series}",
+        ),
     log:
         res("{series}", "logs", "output_metadata.log"),
     threads: 1
