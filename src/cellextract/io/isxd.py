@@ -1,10 +1,14 @@
-"""Inscopix ``.isxd`` movie reader (via the ``isx`` package) and header parsing.
+"""Inscopix ``.isxd`` movie reader (``isx`` package, frames memory-mapped) and header parsing.
 
 An isxd file is the raw frame data followed by a JSON header and, in its last 8 bytes,
 the header's length (little-endian uint64). The JSON is parsed here too so that
 ``extraProperties`` (and the spacing/timing blocks) reach :attr:`IsxdReader.metadata`
 verbatim for later exports. Dropped and cropped frames are not stored in the file; the
 reader flags them (and blank frames) in ``invalid`` and returns them as NaN frames.
+
+Frames are read straight from a memory map of the data block (no per-frame
+``isx.get_frame_data`` call, ~10x less CPU) when the layout is certain (see
+:meth:`IsxdReader._direct_map`); otherwise through ``isx``.
 """
 
 from __future__ import annotations
@@ -107,6 +111,48 @@ class IsxdReader(MovieReader):
             "blank": [int(i) for i in timing.blank],
         }
         self._check_size(header, data_bytes)
+        self._mm = self._direct_map(header, data_bytes)
+        self.direct_read = self._mm is not None
+
+    def _direct_map(self, header: dict, data_bytes: int) -> np.ndarray | None:
+        """Memory-map the stored frames when the layout is certain, else None (use isx).
+
+        Frame data are ``(n_stored, H, W)`` in the header's ``dataType``, row-major, one
+        frame after the other; dropped and cropped frames are not stored. The map is only
+        used when the file has no per-frame header/footer, the data size is exactly that
+        of the stored frames, and the first, middle and last stored frames equal what
+        ``isx`` returns for them.
+        """
+        if header.get("hasFrameHeaderFooter") or self._movie is None:
+            return None
+        dt = _DATA_TYPES.get(header.get("dataType"))
+        if dt is None or np.dtype(dt) != self.dtype:
+            return None
+        H, W = self.dims
+        gone = np.zeros(self.n_frames, bool)
+        for i in self.metadata["dropped"]:
+            if 0 <= i < self.n_frames:
+                gone[i] = True
+        for a, b in self.metadata["cropped"]:
+            gone[max(0, a):min(self.n_frames, b + 1)] = True
+        stored = np.flatnonzero(~gone)
+        if stored.size == 0 or data_bytes != stored.size * H * W * self.dtype.itemsize:
+            return None
+        try:
+            mm = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(stored.size, H, W))
+            for k in {0, stored.size // 2, stored.size - 1}:
+                i = int(stored[k])
+                if self.invalid[i]:
+                    continue
+                ref = np.asarray(self._movie.get_frame_data(i))
+                if ref.shape != (H, W) or not np.array_equal(ref, mm[k], equal_nan=True):
+                    return None
+        except Exception:
+            return None
+        # file index of each frame (-1: not stored)
+        self._file_index = np.full(self.n_frames, -1, np.int64)
+        self._file_index[stored] = np.arange(stored.size)
+        return mm
 
     def _check_size(self, header: dict, data_bytes: int) -> None:
         """Reject files whose frame data are shorter than the header promises."""
@@ -122,6 +168,8 @@ class IsxdReader(MovieReader):
                              f"{self.dtype.name} ({need} bytes)")
 
     def _read(self, start: int, stop: int) -> np.ndarray:
+        if self._mm is not None:
+            return self._read_direct(start, stop)
         out = np.empty((stop - start, *self.dims), dtype=np.float32)
         for i in range(start, stop):
             if self.invalid[i]:
@@ -130,5 +178,21 @@ class IsxdReader(MovieReader):
                 out[i - start] = self._movie.get_frame_data(i)
         return out
 
+    def _read_direct(self, start: int, stop: int) -> np.ndarray:
+        """Frames from the memory map (one conversion to float32, no per-frame calls)."""
+        idx = self._file_index[start:stop]
+        out = np.empty((stop - start, *self.dims), dtype=np.float32)
+        k0, k1 = int(idx[0]), int(idx[-1])
+        if k0 >= 0 and k1 - k0 == stop - start - 1 and not self.invalid[start:stop].any():
+            out[...] = self._mm[k0:k1 + 1]  # contiguous run: one converting copy
+            return out
+        for j, k in enumerate(idx):
+            if k < 0 or self.invalid[start + j]:
+                out[j] = np.nan
+            else:
+                out[j] = self._mm[k]
+        return out
+
     def close(self) -> None:
+        self._mm = None
         self._movie = None
