@@ -86,7 +86,12 @@ def cmd_run(args) -> int:
         cmd += ["--dry-run"]
     cmd += args.snakemake_args
     print("running:", " ".join(cmd), file=sys.stderr)
-    return subprocess.call(cmd, cwd=str(out))
+    rc = subprocess.call(cmd, cwd=str(out))
+    if rc == 0 and args.report and not args.dry_run:
+        report = Path(args.report).resolve()
+        base = [c for c in cmd if c not in ("--rerun-incomplete", "--printshellcmds")]
+        rc = subprocess.call(base + ["--report", str(report)], cwd=str(out))
+    return rc
 
 
 def cmd_simulate(args) -> int:
@@ -143,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--temp-memmap", action="store_true", help="delete the memmap at the end")
     r.add_argument("--export-nwb", action="store_true", help="also write cells.nwb")
     r.add_argument("-n", "--dry-run", action="store_true", help="show the plan only")
+    r.add_argument("--report", metavar="HTML", help="also write Snakemake's HTML report here")
     r.set_defaults(func=cmd_run)
 
     p = sub.add_parser("params", help="print the resolved parameters and their sources")

@@ -52,6 +52,17 @@ def test_cellsets_read_back_with_isx(small_run):
     assert np.isfinite(trace).all()
 
 
+def test_html_report_has_previews_parameters_and_counts(small_run, small_movie):
+    out = small_run.parent
+    report = out / "report.html"
+    run_cli("run", small_movie, "--name", "small", "--out", out, "--cores", "2", *FAST,
+            "--report", report)
+    html = report.read_text(errors="replace")
+    for name in ("params.json", "output_metadata.json", "init_images.png", "motion.png",
+                 "cellset_raw.000.png", "neural_events.series.png"):
+        assert name in html, name
+
+
 def test_bad_input_fails_cleanly(tmp_path):
     missing = tmp_path / "nope.tif"
     proc = run_cli("run", missing, "--out", tmp_path / "out", check=False)
