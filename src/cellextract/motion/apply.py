@@ -118,15 +118,27 @@ def shift_cubic(frame: np.ndarray, shift_y: float, shift_x: float, *, out: np.nd
     iy, ix = int(np.floor(src_y)), int(np.floor(src_x))
     ky, kx = cubic_weights(src_y - iy), cubic_weights(src_x - ix)
     p = max(abs(iy), abs(ix)) + 3
-    pad = cv2.copyMakeBorder(frame, p, p, p, p, cv2.BORDER_REPLICATE)
+    pad = cv2.copyMakeBorder(frame, p, p, p, p, cv2.BORDER_REPLICATE, dst=_buffer("pad", (H + 2 * p, W + 2 * p)))
     y0, x0 = p + iy - 1, p + ix - 1
     # only the rows/cols needed: window of (H+3, W+3) starting at the first tap
     win = pad[y0:y0 + H + 3, x0:x0 + W + 3]
-    f = cv2.sepFilter2D(win, cv2.CV_32F, kx, ky, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+    f = cv2.sepFilter2D(win, cv2.CV_32F, kx, ky, dst=_buffer("filt", (H + 3, W + 3)), anchor=(0, 0),
+                        borderType=cv2.BORDER_REPLICATE)
     if out is None:
         return f[:H, :W].copy()
     out[...] = f[:H, :W]
     return out
+
+
+_BUFFERS: dict = {}
+
+
+def _buffer(key: str, shape: tuple[int, int]) -> np.ndarray:
+    """A reused float32 work buffer of ``shape`` (saves an allocation and page faults per frame)."""
+    b = _BUFFERS.get(key)
+    if b is None or b.shape != shape:
+        b = _BUFFERS[key] = np.empty(shape, np.float32)
+    return b
 
 
 def _valid_range(shift: float, n: int) -> tuple[int, int]:
