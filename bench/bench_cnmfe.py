@@ -7,11 +7,14 @@ Usage::
 
     .venv/bin/python bench/bench_cnmfe.py --dims 128 128 --frames 1000 --neurons 40
     .venv/bin/python bench/bench_cnmfe.py --preset bench_1p --n-processes 2   # full size
+    .venv/bin/python bench/bench_cnmfe.py --real MOVIE.isxd --min-corr 0.5 --min-pnr 5 \
+        --overlay bench/real_movie_part2_overlay.png      # real movie: count + overlay
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import multiprocessing as mp
 import resource
@@ -60,11 +63,65 @@ def _fit_child(path, params, n_processes, out, q, options=None):
     t0 = time.perf_counter()
     est = fit_cnmf(path, params=params, n_processes=n_processes, options=options)
     dt = time.perf_counter() - t0
+    ru_s, ru_c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = ru_s.ru_utime + ru_s.ru_stime + ru_c.ru_utime + ru_c.ru_stime
     np.savez(out, A_data=est.A.data, A_indices=est.A.indices, A_indptr=est.A.indptr,
              A_shape=est.A.shape, C=est.C, S=est.S)
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    q.put(dict(seconds=dt, peak_rss_mb=self_rss, worker_peak_rss_mb=kids))
+    q.put(dict(seconds=dt, cpu_seconds=cpu, peak_rss_mb=self_rss, worker_peak_rss_mb=kids,
+               n_found=int(est.A.shape[1])))
+
+
+def run_real(a):
+    """Fit a real movie (no truth): count components before / after evaluation, save an
+    overlay of footprint contours on the correlation image."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cellextract.cnmf.fit import fit_cnmf
+    from cellextract.evaluate.core import evaluate_components
+    from cellextract.io import open_movie
+    from cellextract.io.memmap import memmap_name, open_memmap
+    from cellextract.log import setup_logging
+    setup_logging(None)
+    with open_movie(a.real) as r:
+        Y, fr = r.read(), float(r.fr or 10.0)
+    T, H, W = Y.shape
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_cnmfe_real_"))
+    work.mkdir(parents=True, exist_ok=True)
+    from cellextract.io.memmap import MemmapWriter
+    path = memmap_name(work / "real", (H, W), T)
+    with MemmapWriter(path, (H, W), T) as w:
+        w.write(0, Y)
+    params = make_params(a, fr, 0.4)
+    t0 = time.perf_counter()
+    est = fit_cnmf(path, params=params, n_processes=1)
+    dt = time.perf_counter() - t0
+    Yr, _, _ = open_memmap(path)
+    ev = evaluate_components(est, Yr, fr=fr, decay_time=0.4, min_SNR=2.5, SNR_lowest=0.5,
+                             rval_thr=0.85, rval_lowest=-1.0, use_cnn=False, min_cnn_thr=0.99,
+                             cnn_lowest=0.1, gSig=a.gsig)
+    good = np.asarray(getattr(ev, "idx_components", np.arange(est.A.shape[1])), int)
+    cn = np.asarray(est.extra.get("cn"))
+    fig, ax = plt.subplots(figsize=(6, 6 * H / W))
+    ax.imshow(cn, cmap="gray", vmin=np.percentile(cn, 1), vmax=np.percentile(cn, 99.5))
+    A = est.A.tocsc()
+    for k in range(A.shape[1]):
+        img = np.asarray(A[:, k].todense()).reshape(H, W, order="F")
+        ax.contour(img, levels=[0.5 * img.max()], colors="lime" if k in set(good) else "red",
+                   linewidths=0.8)
+    ax.set_title(f"{Path(a.real).name}: {A.shape[1]} components, {len(good)} accepted "
+                 f"(green; red rejected)\nmin_corr {a.min_corr}, min_pnr {a.min_pnr}, "
+                 f"gSig {a.gsig}, gSiz {a.gsiz}", fontsize=8)
+    ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(a.overlay, dpi=120)
+    row = dict(movie=Path(a.real).name, size=f"{H}x{W}x{T}", found=int(A.shape[1]),
+               accepted=int(len(good)), seconds=dt, overlay=a.overlay)
+    print(json.dumps(row, indent=1))
+    return row
 
 
 def main(argv=None):
@@ -87,7 +144,11 @@ def main(argv=None):
     ap.add_argument("--n-processes", type=int, default=2)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--results", default=str(HERE / "RESULTS_cnmfe.md"))
+    ap.add_argument("--real", default=None, help="fit this real movie instead (no truth)")
+    ap.add_argument("--overlay", default=str(HERE / "real_movie_part2_overlay.png"))
     a = ap.parse_args(argv)
+    if a.real:
+        return run_real(a)
 
     import scipy.sparse as sp
     from cellextract.io.memmap import memmap_name
@@ -102,7 +163,8 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     path = memmap_name(work / "movie", dims, T)
     t0 = time.perf_counter()
-    write_movie(sim, path, dims, T)
+    if not (a.workdir and Path(path).exists()):      # a kept workdir reuses its movie
+        write_movie(sim, path, dims, T)
     print(f"movie {dims[0]}x{dims[1]}x{T}, {tr.A.shape[1]} neurons written in "
           f"{time.perf_counter() - t0:.1f} s: {path}", flush=True)
     params = make_params(a, tr.fr, tr.decay_time)
@@ -112,9 +174,11 @@ def main(argv=None):
     import ast
     options = {k: ast.literal_eval(v) for k, v in (x.split("=", 1) for x in a.option)}
     p = ctx.Process(target=_fit_child, args=(path, params, a.n_processes, out, q, options))
+    load0 = os.getloadavg()[0]
     p.start()
     res = q.get()
     p.join()
+    load1 = os.getloadavg()[0]
     z = np.load(out)
     A = sp.csc_matrix((z["A_data"], z["A_indices"], z["A_indptr"]), shape=tuple(z["A_shape"]))
     s = score(A, dims, tr, C_found=z["C"], S_found=z["S"])
@@ -122,7 +186,8 @@ def main(argv=None):
                F1=s["F1"], precision=s["precision"], recall=s["recall"],
                trace_corr=s["median_trace_corr"], spike_corr=s.get("median_spike_corr"),
                seconds=res["seconds"], peak_rss_mb=res["peak_rss_mb"],
-               worker_rss_mb=res["worker_peak_rss_mb"])
+               worker_rss_mb=res["worker_peak_rss_mb"], cpu_seconds=res["cpu_seconds"],
+               load=f"{load0:.1f}-{load1:.1f}")
     print(json.dumps(row, default=float, indent=1))
     cmd = " ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/bench_cnmfe.py"]
                    + list(argv if argv is not None else sys.argv[1:]))
@@ -132,13 +197,15 @@ def main(argv=None):
         if new:
             fh.write("# CNMF-E benchmark (bench/bench_cnmfe.py)\n\n"
                      "| date | command | size | neurons | found | F1 | prec | rec | "
-                     "trace corr | spike corr | fit s | peak RSS MB (main / patch workers) |\n"
-                     "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+                     "trace corr | spike corr | fit wall s | fit CPU s | load | "
+                     "peak RSS MB (main / patch workers) |\n"
+                     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
         fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
         fh.write(f"| {time.strftime('%Y-%m-%d %H:%M')} | `{cmd}` | {row['size']} | "
                  f"{row['neurons']} | {row['found']} | {fmt(row['F1'])} | "
                  f"{fmt(row['precision'])} | {fmt(row['recall'])} | {fmt(row['trace_corr'])} | "
-                 f"{fmt(row['spike_corr'])} | {row['seconds']:.1f} | "
+                 f"{fmt(row['spike_corr'])} | {row['seconds']:.1f} | {row['cpu_seconds']:.1f} | "
+                 f"{row['load']} | "
                  f"{row['peak_rss_mb']:.0f} / {row['worker_rss_mb']:.0f} |\n")
     if not a.workdir:
         for x in work.iterdir():

@@ -56,7 +56,7 @@ DEFAULTS = dict(
     update_background_components=True, refit=False,
     n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, init_fn=None, residual_search=True,
     dup_thr=0.6, spatial_box=None, merge_cos_thr=0.85,
-    merge_split_corr=-0.2,
+    merge_split_corr=-0.2, pnr_noise="psd", min_area=None,
 )
 
 
@@ -91,6 +91,32 @@ def _check_opts(o):
                              f"{o['method_init']!r}")
 
 
+def footprint_areas(A) -> np.ndarray:
+    """Pixels of each footprint column above 25 % of its maximum."""
+    A = sp.csc_matrix(A)
+    out = np.zeros(A.shape[1], int)
+    for k in range(A.shape[1]):
+        v = A.data[A.indptr[k]:A.indptr[k + 1]]
+        if v.size and v.max() > 0:
+            out[k] = int((v > 0.25 * v.max()).sum())
+    return out
+
+
+def min_area(o) -> float:
+    """Minimum footprint area (px above 25 % of the maximum) of a 1P neuron.
+
+    ``o['min_area']`` when set; otherwise a quarter of the area of the point-spread spot
+    itself: a Gaussian of width gSig is above 25 % of its peak on a disc of radius
+    ``sqrt(2 ln 4) gSig``, so the floor is ``pi * 2 ln 4 * gSig_r * gSig_c / 4``
+    (about 20 px for gSig = 3). A soma blurred by the optics cannot be smaller than the
+    blur; such components are residue of background structure (vessel edges).
+    """
+    if o.get("min_area") is not None:
+        return float(o["min_area"])
+    gr, gc = (float(v) for v in np.broadcast_to(np.atleast_1d(o["gSig"]), (2,)))
+    return float(np.pi * 2 * np.log(4.0) * gr * gc / 4.0)
+
+
 # ----------------------------------------------------------------------------- init
 
 def init_patch(Yp: np.ndarray, pdims, *, o: dict):
@@ -116,7 +142,7 @@ def init_patch(Yp: np.ndarray, pdims, *, o: dict):
         from cellextract.cnmf.init_corr_pnr import init_corr_pnr
         r = init_corr_pnr(Y, gSig=o["gSig"], gSiz=o["gSiz"], min_corr=o["min_corr"],
                           min_pnr=o["min_pnr"], K=o["K"], center_psf=o["center_psf"],
-                          tsub=o["tsub"], ssub=o["ssub"])
+                          tsub=o["tsub"], ssub=o["ssub"], pnr_noise=o["pnr_noise"])
         A, C, cn, pnr = r.A, r.C, r.cn, r.pnr
     elif o["method_init"] == "greedy_roi":
         from cellextract.cnmf.init_greedy import init_greedy_roi
@@ -265,7 +291,23 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
                                     split_corr=o["merge_split_corr"])
     if groups:
         log.info("final merge: %d groups", len(groups))
+    if nb == 0:
+        big = footprint_areas(A) >= min_area(o)
+        if not big.all():
+            log.info("dropped %d component(s) with footprint area < %.0f px",
+                     int((~big).sum()), min_area(o))
+            A, C = sp.csc_matrix(A[:, big]), C[big]
+        if A.shape[1] == 0:
+            raise NoComponentsError("all components were smaller than the minimum footprint "
+                                    f"area ({min_area(o):.0f} px; see option min_area)")
     tr = temporal(A, C)
+    live = np.abs(tr.C).sum(1) > 0
+    if nb == 0 and not live.all() and live.any():       # silent components: nothing to report
+        log.info("dropped %d component(s) with an all-zero trace", int((~live).sum()))
+        A = sp.csc_matrix(A[:, live])
+        tr = type(tr)(**{k: (v[live] if isinstance(v, np.ndarray) and v.ndim >= 1
+                             and v.shape[0] == live.size else v)
+                         for k, v in vars(tr).items()})
     est = Estimates(A=sp.csc_matrix(A), C=tr.C, dims=tuple(int(d) for d in dims), S=tr.S,
                     YrA=tr.YrA, sn=sn, g=tr.g, bl=tr.bl, c1=tr.c1, neurons_sn=tr.neurons_sn,
                     lam=tr.lam)
@@ -312,7 +354,8 @@ def residual_init_patch(Yp: np.ndarray, pdims, *, A_p, C_p, o: dict):
         R[:, ch] -= np.asarray(ring.background(R[:, ch]), np.float32)
     r = init_corr_pnr(rows_to_frames(R, pdims), gSig=o["gSig"], gSiz=o["gSiz"],
                       min_corr=o["min_corr"], min_pnr=o["min_pnr"], K=o["K"],
-                      center_psf=o["center_psf"], tsub=o["tsub"], ssub=o["ssub"])
+                      center_psf=o["center_psf"], tsub=o["tsub"], ssub=o["ssub"],
+                      pnr_noise=o["pnr_noise"])
     return sp.csc_matrix(r.A, dtype=np.float32), np.asarray(r.C, np.float32), None, None
 
 

@@ -282,7 +282,8 @@ def rise_score(c: np.ndarray, lags=(1, 2, 4, 8)) -> float:
 def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz=None, min_corr: float, min_pnr: float, K: int | None = None,
                   center_psf: bool = True, tsub: int = 1, ssub: int = 1, min_pixel: int = 3,
                   seed_mask: np.ndarray | None = None, noise_thr: float = 3.0,
-                  min_rise: float = 5.0, min_consistency: float = 0.4) -> InitResult:
+                  min_rise: float = 5.0, min_consistency: float = 0.4,
+                  pnr_noise: str = "psd") -> InitResult:
     """CNMF-E greedy initialisation of footprints and traces.
 
     Parameters
@@ -318,6 +319,10 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz=None, min_corr: float, min_pnr: f
         components (vessel edges, out-of-focus blobs) are subtracted but not reported.
         -1 disables.
 
+    pnr_noise : {'robust', 'psd', 'mad'}
+        Noise estimate of the filtered traces for the PNR
+        (:func:`cellextract.cnmf.summary.baseline_noise`).
+
     Returns
     -------
     InitResult
@@ -344,7 +349,7 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz=None, min_corr: float, min_pnr: f
     del Yd
     Fp = to_pixel_major(F)
     del F
-    base, sigma = baseline_noise(Fp, pixel_major=True)
+    base, sigma = baseline_noise(Fp, pixel_major=True, noise_method=pnr_noise)
     Fp -= base[:, :, None]
     sigma = np.maximum(sigma, 1e-12 * (float(np.abs(Fp).max()) + 1))
     pnr = np.maximum(Fp.max(axis=2) / sigma, 0).astype(np.float32)
