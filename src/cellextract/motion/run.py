@@ -149,6 +149,7 @@ def _process_chunk(reader, corrector: Corrector, path: str, T: int, start: int, 
     cnt_a = np.zeros((H, W))
     shifts, pws, cb, ca = [], [], [], []
     vmin, vmax = np.inf, -np.inf
+    ftbuf = None
     for s0 in range(start, stop, sub):
         s1 = min(stop, s0 + sub)
         raw = np.asarray(reader.read(s0, s1), dtype=np.float32)
@@ -156,18 +157,24 @@ def _process_chunk(reader, corrector: Corrector, path: str, T: int, start: int, 
             raise InputError(f"reader returned frames of shape {raw.shape} for {s0}:{s1}, expected {(s1 - s0, H, W)}")
         res = corrector.correct(raw)
         for img, acc, cnt in ((raw, sum_b, cnt_b), (res.frames, sum_a, cnt_a)):
-            fin = np.isfinite(img)
-            if fin.all():
-                acc += img.sum(axis=0, dtype=np.float64)
+            tot = img.sum(axis=0, dtype=np.float64)
+            if np.isfinite(tot).all():  # no NaN/inf anywhere (they propagate into the sum)
+                acc += tot
                 cnt += img.shape[0]
             else:
+                fin = np.isfinite(img)
                 acc += np.where(fin, img, 0).sum(axis=0, dtype=np.float64)
                 cnt += fin.sum(axis=0)
-        if np.isfinite(res.frames).any():
-            vmin = min(vmin, float(np.nanmin(res.frames)))
-            vmax = max(vmax, float(np.nanmax(res.frames)))
-        ft = np.empty((s1 - s0, W, H), np.float32)  # Fortran pixel order
-        for i in range(s1 - s0):
+        lo, hi = float(res.frames.min()), float(res.frames.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)) and np.isfinite(res.frames).any():
+            lo, hi = float(np.nanmin(res.frames)), float(np.nanmax(res.frames))
+        if np.isfinite(lo):
+            vmin, vmax = min(vmin, lo), max(vmax, hi)
+        n = s1 - s0
+        if ftbuf is None or ftbuf.shape[0] < n:
+            ftbuf = np.empty((n, W, H), np.float32)
+        ft = ftbuf[:n]  # Fortran pixel order
+        for i in range(n):
             cv2.transpose(res.frames[i], dst=ft[i])
         write_frames(fd, ft.reshape(s1 - s0, H * W), s0)
         shifts.append(res.shifts)
