@@ -4,8 +4,10 @@ Simulates 1P (uint16 isxd) and 2P (float32 tif) movies with rigid or piecewise-r
 motion using :mod:`cellextract.simulate`, runs :func:`cellextract.motion.run.motion_correct`
 from the file (reading, registration and writing the memmap are all timed), and reports
 shift RMSE vs truth (Euclidean, after removing the constant offset, as
-:func:`cellextract.simulate.shift_rmse`), frames/s and the peak RSS of the process tree
-(main + workers, sampled every 50 ms). Results are appended as a markdown table to
+:func:`cellextract.simulate.shift_rmse`), frames/s, the CPU time (user + system) of the motion
+process and its workers per frame (whole run: start-up, template, correction, memmap; the
+robust number on a shared machine) and the peak RSS of the process tree (main + workers,
+sampled every 50 ms). Results are appended as a markdown table to
 ``bench/RESULTS_motion.md`` with the command used.
 
 Examples::
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import resource
 import shlex
 import sys
 import tempfile
@@ -133,15 +136,19 @@ def run_case(workdir: Path, *, kind: str, size: int, frames: int, motion: str, n
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_motion_child, args=(str(movie), str(out), kw, q))
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     p.start()
     with RssSampler(p.pid) as rss:  # the motion process and its workers only
         res = q.get()
         p.join()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the motion process + its reaped workers
+    cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if isinstance(res, BaseException):
         raise res
     row = {"kind": kind, "size": size, "frames": frames, "motion": motion, "n_processes": n_processes,
                "fps": res.fps, "elapsed": res.elapsed, "rss_tree_mb": rss.peak / 2 ** 20,
-               "rss_max_proc_mb": rss.peak_single / 2 ** 20, "rss_anon_tree_mb": rss.peak_anon / 2 ** 20, "sim_s": t_sim}
+               "rss_max_proc_mb": rss.peak_single / 2 ** 20, "rss_anon_tree_mb": rss.peak_anon / 2 ** 20, "sim_s": t_sim,
+           "cpu_s": cpu_s, "cpu_ms_per_frame": 1e3 * cpu_s / frames}
     if motion == "pw_rigid":
         row["rigid_rmse"] = shift_rmse(res.shifts, truth.shifts)
         row["field_rmse_global"], row["field_rmse"] = field_error(res, truth, (size, size), margin=24)
@@ -157,15 +164,15 @@ def run_case(workdir: Path, *, kind: str, size: int, frames: int, motion: str, n
 def append_results(rows: list[dict], command: str) -> None:
     import platform
     head = ("| kind | size | frames | motion | procs | rigid RMSE (px) | field RMSE (px) | field RMSE global (px) "
-            "| frames/s | elapsed (s) | peak RSS tree (MB) | peak RSS 1 proc (MB) | peak anon RSS tree (MB) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "| frames/s | elapsed (s) | CPU ms/frame | peak RSS tree (MB) | peak RSS 1 proc (MB) | peak anon RSS tree (MB) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [(f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — {platform.node()}, "
              f"{psutil.cpu_count()} CPUs, load {psutil.getloadavg()[0]:.1f}\n"), f"\n`{command}`\n\n", head]
     for r in rows:
         fe = "" if np.isnan(r["field_rmse"]) else f"{r['field_rmse']:.3f}"
         fg = "" if np.isnan(r["field_rmse_global"]) else f"{r['field_rmse_global']:.3f}"
         lines.append(f"| {r['kind']} | {r['size']} | {r['frames']} | {r['motion']} | {r['n_processes']} | "
-                     f"{r['rigid_rmse']:.3f} | {fe} | {fg} | {r['fps']:.0f} | {r['elapsed']:.1f} | "
+                     f"{r['rigid_rmse']:.3f} | {fe} | {fg} | {r['fps']:.0f} | {r['elapsed']:.1f} | {r['cpu_ms_per_frame']:.1f} | "
                      f"{r['rss_tree_mb']:.0f} | {r['rss_max_proc_mb']:.0f} | {r['rss_anon_tree_mb']:.0f} |\n")
     new = not RESULTS.exists()
     with open(RESULTS, "a") as fh:
