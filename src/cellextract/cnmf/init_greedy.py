@@ -129,6 +129,22 @@ def _same_source(img, tr, imgs, traces, thr: float):
     return jbest
 
 
+def _ring_trace(Rp: np.ndarray, r: int, c: int, R: int, Rb: int):
+    """Local background trace around a candidate at ``(r, c)``: the per-frame median of
+    the pixels whose Chebyshev distance from the centre is in ``(R, Rb]`` (a square ring
+    just outside the component's box). The median ignores a neighbouring neuron that
+    covers less than half of the ring. None when fewer than 8 ring pixels exist."""
+    hd, wd = Rp.shape[:2]
+    r0, r1, c0, c1 = max(r - Rb, 0), min(r + Rb + 1, hd), max(c - Rb, 0), min(c + Rb + 1, wd)
+    rr, cc = np.mgrid[r0:r1, c0:c1]
+    ring = np.maximum(np.abs(rr - r), np.abs(cc - c)) > R
+    if ring.sum() < 8:
+        return None
+    Z = Rp[r0:r1, c0:c1][ring]              # (n_ring, T)
+    m = Z.shape[0] // 2
+    return np.partition(Z, m, axis=0)[m]
+
+
 def _rank1_nmf(X: np.ndarray, c0: np.ndarray, n_iter: int):
     """Rank-1 NMF X (n, T) ~ a c with a, c >= 0, starting from trace c0."""
     c = np.maximum(c0, 0).astype(np.float32)
@@ -197,7 +213,8 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
                     rolling_sum: bool = True, rolling_length: int = 100,
                     normalize_init: bool = True, tsub: int = 1, ssub: int = 1, nb: int = 1,
                     hals_iter: int = 5, seed_mask: np.ndarray | None = None,
-                    search_filter: str = "center", merge_thr: float | None = 0.9) -> InitResult:
+                    search_filter: str = "center", merge_thr: float | None = 0.9,
+                    local_bg: bool = True, mask_grow: int = 1) -> InitResult:
     """Greedy ROI initialisation (CNMF) with HALS refinement.
 
     Parameters
@@ -237,6 +254,14 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
         above ``merge_thr`` with it is merged into it (pieces of one extended source, e.g.
         an out-of-focus blob tiled by boxes) and does not count towards ``K``. None
         disables.
+    local_bg : bool
+        Before the rank-1 fit of a pick, subtract the local background trace (per-frame
+        median of a square ring of pixels just outside the box). Without it a neuron
+        sitting on an active out-of-focus blob (neuropil) gets a trace and footprint that
+        mix in the blob's activity, and neurons sharing a blob then look correlated and
+        get merged. Only ``a c`` (not the ring trace) is removed from the data.
+    mask_grow : int
+        HALS refinement keeps each footprint inside its box(es) dilated by this many pixels.
 
     Returns
     -------
@@ -265,6 +290,7 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
     else:
         raise ParameterError(f"search_filter must be 'center' or 'gaussian', got {search_filter!r}")
     kr = kernel.shape[0] // 2, kernel.shape[1] // 2
+    Rb = R + max(2, int(np.ceil(max(gs) / 2)))  # outer edge of the local-background ring
 
     Yd = downsample_movie(Y, tsub, ssub)
     Td, hd, wd = Yd.shape
@@ -303,6 +329,10 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
         box = (slice(max(r - R, 0), min(r + R + 1, hd)), slice(max(c - R, 0), min(c + R + 1, wd)))
         bh, bw = box[0].stop - box[0].start, box[1].stop - box[1].start
         X = Rp[box].reshape(bh * bw, Td)
+        if local_bg:  # remove the local (neuropil / out-of-focus) background trace first
+            g = _ring_trace(Rp, r, c, R, Rb)
+            if g is not None:
+                X = X - g[None, :]
         a, tr = _rank1_nmf(X, Fp[r, c], nIter)
         img = np.zeros((hd, wd), np.float32)
         img[box] = a.reshape(bh, bw)
@@ -341,7 +371,10 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
     bd = np.maximum(res @ fd.T @ np.linalg.pinv(fd @ fd.T), 0).astype(np.float32)
     if hals_iter > 0:
         masks = np.zeros((hd * wd, nK), bool)
-        grow = np.ones((2 * kr[0] + 1, 2 * kr[1] + 1), bool)
+        # support: the pick's box(es) grown by one pixel. Growing by the search kernel's
+        # radius let footprints spread thin tails over neuropil / out-of-focus blobs, whose
+        # activity then dominated the traces in the full-FOV updates.
+        grow = np.ones((2 * mask_grow + 1, 2 * mask_grow + 1), bool)
         for k, bxs in enumerate(boxes):
             m = np.zeros((hd, wd), bool)
             for box in bxs:
