@@ -148,3 +148,16 @@ def test_restricted_spatial_statistics_match_dense(movie):
     Qd = (Yr - B) @ C.T
     for k, m in enumerate(support_masks(A, DIMS, dilate=2, box=7)):
         assert np.allclose(Q[m, k], Qd[m, k], rtol=1e-3, atol=1e-3 * np.abs(Qd[:, k]).max())
+
+
+def test_min_area_from_gsig_and_footprint_areas():
+    import numpy as np
+    import scipy.sparse as sp
+    from cellextract.cnmf.fit import footprint_areas, min_area
+    assert 18 < min_area({"gSig": (3, 3), "min_area": None}) < 22
+    assert min_area({"gSig": 3, "min_area": 7}) == 7
+    A = np.zeros((100, 2), np.float32)
+    A[:30, 0] = 1.0
+    A[:3, 1] = 1.0
+    A[3:50, 1] = 0.1                        # below 25 % of the maximum
+    np.testing.assert_array_equal(footprint_areas(sp.csc_matrix(A)), [30, 3])

@@ -152,3 +152,23 @@ def test_real_memmap_file(tmp_path):
     np.testing.assert_allclose(pnr2, pnr, rtol=1e-3, atol=1e-3)
     assert np.mean(np.abs(cn - cn2) > 1e-3) < 0.05
     np.testing.assert_allclose(local_correlation_memmap(Yr, dims), local_correlation(Y), atol=1e-4)
+
+
+def test_baseline_noise_robust_ignores_fast_transients():
+    from cellextract.cnmf.summary import baseline_noise
+    rng = np.random.default_rng(1)
+    T = 2000
+    s = (rng.random(T) < 0.02) * 20.0
+    c = np.zeros(T)
+    for t in range(1, T):                     # decay of ~2 frames: power up to Nyquist
+        c[t] = 0.6 * c[t - 1] + s[t]
+    F = (c + rng.normal(0, 1.0, T)).astype(np.float32)[:, None, None]
+    _, s_psd = baseline_noise(F, noise_method="psd")
+    _, s_rob = baseline_noise(F, noise_method="robust")
+    assert s_psd[0, 0] > 1.3
+    assert abs(s_rob[0, 0] - 1.0) < 0.15
+    noise = rng.normal(0, 2.0, (T, 3, 3)).astype(np.float32)   # white noise: both agree
+    _, a = baseline_noise(noise, noise_method="psd")
+    _, b = baseline_noise(noise, noise_method="robust")
+    np.testing.assert_allclose(a, 2.0, rtol=0.1)
+    np.testing.assert_allclose(b, 2.0, rtol=0.12)
