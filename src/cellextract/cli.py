@@ -6,7 +6,10 @@ User errors (bad file, bad parameter) print one line ``error: ...`` and exit wit
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +62,7 @@ def cmd_params(args) -> int:
 def cmd_run(args) -> int:
     from cellextract.io import load_series
     from cellextract.params import parse_set_args
-    from cellextract.pipeline.config import resolve_from_config, write_run_config
+    from cellextract.pipeline.config import resolve_from_config
 
     movies = [str(Path(m).resolve()) for m in args.movies]
     info = load_series(movies)  # validate before starting anything
@@ -71,7 +74,36 @@ def cmd_run(args) -> int:
     resolve_from_config(dict(cfg_kwargs), metadata_fr=info.fr)  # validate parameters early
     name = args.name or _series_name(movies)
     out = Path(args.out).resolve()
-    cfg_path = write_run_config(out / "config" / f"{name}.yaml", series={name: movies},
+    out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        return _run_snakemake(args, out, name, movies, cfg_kwargs)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """Hold an OS lock on ``out`` for the run; clear Snakemake locks a killed run left.
+
+    The OS releases the lock when its holder dies (even by SIGKILL), so a Snakemake lock
+    found while we hold ours is stale and is removed: the same command resumes a killed run.
+    """
+    fh = open(out / ".cellextract.lock", "w")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CellextractError(f"{out}: another cellextract run is using this folder") from None
+        shutil.rmtree(out / ".snakemake" / "locks", ignore_errors=True)
+        yield
+    finally:
+        fh.close()
+
+
+def _run_snakemake(args, out: Path, name: str, movies: list[str], cfg_kwargs: dict) -> int:
+    from cellextract.pipeline.config import write_run_config
+
+    # a dry run must not replace the config of the last real run
+    cfg_name = f"{name}.dry-run.yaml" if args.dry_run else f"{name}.yaml"
+    cfg_path = write_run_config(out / "config" / cfg_name, series={name: movies},
                                 results=".", **cfg_kwargs)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo_root() / "Snakefile"),
            "--configfile", str(cfg_path), "--directory", str(out),

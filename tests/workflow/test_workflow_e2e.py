@@ -63,6 +63,23 @@ def test_html_report_has_previews_parameters_and_counts(small_run, small_movie):
         assert name in html, name
 
 
+def test_nwb_export_validates(small_run, small_movie):
+    out = small_run.parent
+    proc = run_cli("run", small_movie, "--name", "small", "--out", out, "--cores", "2", *FAST,
+                   "--export-nwb")
+    import re
+
+    jobs = re.findall(r"^\s*(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M)
+    assert set(jobs) <= {"export_nwb", "resolve_params", "all"}, jobs  # no recomputation
+    nwb = small_run / "cells.nwb"
+    assert nwb.is_file()
+    from nwbinspector import Importance, inspect_nwbfile
+
+    bad = [m for m in inspect_nwbfile(nwbfile_path=str(nwb))
+           if m.importance in (Importance.CRITICAL, Importance.ERROR)]
+    assert not bad, bad
+
+
 def test_bad_input_fails_cleanly(tmp_path):
     missing = tmp_path / "nope.tif"
     proc = run_cli("run", missing, "--out", tmp_path / "out", check=False)

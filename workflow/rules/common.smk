@@ -21,11 +21,12 @@ wildcard_constraints:
 localrules:
     all,
     resolve_params,
+    motion_summary,
 
 
 def res(*parts):
     """Path under the results root."""
-    return os.path.join(RESULTS, *parts)
+    return os.path.normpath(os.path.join(RESULTS, *parts))
 
 
 def series_files(wildcards):

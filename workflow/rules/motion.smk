@@ -20,3 +20,23 @@ rule motion_correct:
         runtime=lambda wildcards, input, attempt: ce.runtime_min("motion", input.series, attempt),
     script:
         "../scripts/motion_correct.py"
+
+
+rule motion_summary:
+    # Everything of the motion folder except the memmap (shifts, template, mean images,
+    # motion.json), kept when temp_memmap removes the motion folder; the previews read it.
+    conda:
+        "../../envs/io_motion.yaml"
+    input:
+        motion=res("{series}", "motion"),
+    output:
+        summary=directory(res("{series}", "motion_summary")),
+    log:
+        res("{series}", "logs", "motion_summary.log"),
+    threads: 1
+    resources:
+        mem_mb=200,
+        runtime=5,
+    shell:
+        "(mkdir -p {output.summary} && find {input.motion} -maxdepth 1 -type f ! -name '*.mmap' "
+        "! -name '*.partial' -exec cp -p {{}} {output.summary}/ \\;) > {log} 2>&1"

@@ -9,7 +9,7 @@ rule previews:
         series=res("{series}", "series.json"),
         model=res("{series}", "caiman_output.hdf5"),
         summary=res("{series}", "cnmf", "summary_images.npz"),
-        motion=res("{series}", "motion"),
+        motion=res("{series}", "motion_summary"),
     output:
         previews=report(
             directory(res("{series}", "previews")),

@@ -17,7 +17,7 @@ STAGE_KEYS: dict[str, tuple[tuple[str, str | None], ...]] = {
              ("spatial", None), ("patch", None), ("merging", None), ("workflow", "refit")),
     "evaluate": (("data", None), ("init", "gSig"), ("quality", None)),
     "export": (("data", "fr"), ("workflow", "event_threshold")),
-    "previews": (("data", "fr"),),
+    "previews": (("data", "fr"), ("workflow", "event_threshold")),
     "all": (),
 }
 

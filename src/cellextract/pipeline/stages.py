@@ -99,7 +99,22 @@ def cnmf_fit(series_json: str | Path, motion_dir: str | Path, out_fit: str | Pat
     if est.Cn is None:
         est.Cn = cn
     _save_npz(out_summary, correlation=cn, pnr=pnr, search=cn * pnr)
-    save_estimates(out_fit, est, params=params.to_dict(), mmap_file=str(mmap))
+    save_estimates(out_fit, est, params=_recorded_params(params, motion_dir),
+                   mmap_file=str(mmap))
+
+
+def _recorded_params(params, motion_dir) -> dict:
+    """Parameters to store with the model: this stage's, plus the motion stage's own record."""
+    pdict = params.to_dict()
+    try:
+        done = json.loads((Path(motion_dir) / "motion.json").read_text()).get("params", {})
+    except (OSError, ValueError):
+        done = {}
+    motion = pdict.setdefault("motion", {})
+    for key, value in done.items():
+        if key in motion:
+            motion[key] = value
+    return pdict
 
 
 def exc_summary_images(mmap, params) -> dict:
