@@ -128,3 +128,29 @@ def test_extended_active_source_takes_one_component():
     assert (d.min(axis=0) < 2).all()
     far = d.min(axis=1) >= 2
     assert far.sum() == 1 and np.hypot(*(res.centers[far][0] - (4, 44))) < 6
+
+
+def test_neuron_on_active_blob_keeps_its_own_trace():
+    """A neuron sitting on an active out-of-focus blob: the local ring background keeps
+    the blob's activity out of the neuron's trace and confines its footprint."""
+    T = 600
+    Y, A, C, centers = make_2p_movie(T=T, seed=4, n=3)
+    rng = np.random.default_rng(9)
+    rr, cc = np.mgrid[:48, :48]
+    r0, c0 = centers[0]
+    blob = np.exp(-((rr - r0 - 3) ** 2 + (cc - c0 + 2) ** 2) / (2 * 12.0 ** 2))
+    s = (rng.random(T) < 0.03) * rng.uniform(0.5, 1.5, T)
+    act = np.zeros(T)
+    for t in range(T):
+        act[t] = (act[t - 1] * np.exp(-1 / 15.0) if t else 0) + s[t]
+    Y = Y + (3 * act[:, None, None] * blob[None]).astype(np.float32)
+    corr = {}
+    for local_bg in (False, True):
+        res = init_greedy_roi(Y, K=4, gSig=4, local_bg=local_bg)
+        d = np.hypot(*(res.centers - centers[0]).T)
+        i = int(d.argmin())
+        assert d[i] < 2
+        corr[local_bg] = np.corrcoef(res.C[i], C[0])[0, 1]
+        fp = res.footprints_2d()[i]
+        assert (fp > 0).sum() <= (2 * 6 + 3) ** 2  # box (half-width 6) grown by one pixel
+    assert corr[True] > 0.9 and corr[True] > corr[False] + 0.2, corr

@@ -362,6 +362,14 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
     Ad = np.stack([im.ravel() for im in imgs], axis=1) if nK else np.zeros((hd * wd, 0), np.float32)
     Cd = np.stack(traces) if nK else np.zeros((0, Td), np.float32)
     Yflat = Yp.reshape(hd * wd, Td)
+    if local_bg and nK and hals_iter > 0:
+        # smooth local background (neuropil, out-of-focus blobs) left in the residual:
+        # the residual blurred at twice the neuron width; removed from the data the HALS
+        # refinement sees, so that refinement does not push it back into the neurons
+        sb = 2.0 * max(gs)
+        Lb = spatial_filter(to_frames(Rp), gaussian_kernel((sb, sb), odd_size(int(4 * sb) * 2 + 1, None)))
+        Yflat = Yflat - to_pixel_major(Lb).reshape(hd * wd, Td)
+        del Lb
     # background: a constant term (fixed trace of ones) plus nb non-negative fluctuating
     # terms started from the global background (shifted to be non-negative)
     Fs = Fg * np.sign(Bg.reshape(-1, nb).sum(axis=0) + 1e-30)[:, None] if nb else Fg
