@@ -9,6 +9,7 @@ never as silent zeros.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -155,3 +156,67 @@ def iter_chunks(reader, chunk: int, *, start: int = 0,
     for s in range(start, stop, chunk):
         e = min(s + chunk, stop)
         yield s, reader.read(s, e)
+
+
+class FrameFile:
+    """Raw frames stored back to back in a file, read with ``pread`` (no memory map).
+
+    Used for uncompressed contiguous movie data (isxd data block, contiguous TIFF): a read
+    is one ``preadv`` into a reused buffer of the stored dtype and one conversion into the
+    float32 output, so resident memory is bounded by the chunk whatever the movie length
+    (a memory map would keep every page read mapped, and counted in the RSS, until closed).
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    offset : int
+        Byte offset of frame 0.
+    n_frames : int
+        Frames stored.
+    dims : (int, int)
+        ``(H, W)``.
+    dtype : np.dtype
+        Stored pixel type (byte order included).
+    """
+
+    def __init__(self, path, offset: int, n_frames: int, dims: tuple[int, int], dtype):
+        self.offset = int(offset)
+        self.n_frames = int(n_frames)
+        self.dims = (int(dims[0]), int(dims[1]))
+        self.dtype = np.dtype(dtype)
+        self.frame_bytes = self.dims[0] * self.dims[1] * self.dtype.itemsize
+        self._fd = os.open(os.fspath(path), os.O_RDONLY)
+        self._buf = np.empty(0, np.uint8)
+
+    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Frames ``start:stop`` as float32 ``(n, H, W)`` (into ``out`` when given)."""
+        n = stop - start
+        if out is None:
+            out = np.empty((n, *self.dims), np.float32)
+        nbytes = n * self.frame_bytes
+        if self._buf.size < nbytes:
+            self._buf = np.empty(nbytes, np.uint8)
+        buf = self._buf[:nbytes]
+        mv = memoryview(buf)
+        pos = self.offset + start * self.frame_bytes
+        done = 0
+        while done < nbytes:
+            k = os.preadv(self._fd, [mv[done:]], pos + done)
+            if k <= 0:
+                raise InputError(f"short read: frames {start}..{stop - 1} end beyond the end of the file")
+            done += k
+        out[...] = buf.view(self.dtype).reshape(n, *self.dims)
+        return out
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -6,8 +6,9 @@ the header's length (little-endian uint64). The JSON is parsed here too so that
 verbatim for later exports. Dropped and cropped frames are not stored in the file; the
 reader flags them (and blank frames) in ``invalid`` and returns them as NaN frames.
 
-Frames are read straight from a memory map of the data block (no per-frame
-``isx.get_frame_data`` call, ~10x less CPU) when the layout is certain (see
+Frames are read straight from the data block with ``pread`` (no per-frame
+``isx.get_frame_data`` call, ~10x less CPU; no long-lived memory map, whose pages would
+count in the reader's resident memory) when the layout is certain (see
 :meth:`IsxdReader._direct_map`); otherwise through ``isx``.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cellextract.errors import InputError
-from cellextract.io.base import MovieReader, one_line
+from cellextract.io.base import FrameFile, MovieReader, one_line
 
 #: isxd header ``type`` codes seen in real files (0 = movie).
 ISXD_TYPES = {0: "a movie", 1: "a cell set", 5: "an event set"}
@@ -152,7 +153,8 @@ class IsxdReader(MovieReader):
         # file index of each frame (-1: not stored)
         self._file_index = np.full(self.n_frames, -1, np.int64)
         self._file_index[stored] = np.arange(stored.size)
-        return mm
+        del mm  # frames are read with pread: a long-lived map would keep every page read resident
+        return FrameFile(self.path, 0, stored.size, (H, W), self.dtype)
 
     def _check_size(self, header: dict, data_bytes: int) -> None:
         """Reject files whose frame data are shorter than the header promises."""
@@ -179,20 +181,21 @@ class IsxdReader(MovieReader):
         return out
 
     def _read_direct(self, start: int, stop: int) -> np.ndarray:
-        """Frames from the memory map (one conversion to float32, no per-frame calls)."""
+        """Frames read from the file (one ``pread`` per contiguous run, one conversion)."""
         idx = self._file_index[start:stop]
         out = np.empty((stop - start, *self.dims), dtype=np.float32)
         k0, k1 = int(idx[0]), int(idx[-1])
         if k0 >= 0 and k1 - k0 == stop - start - 1 and not self.invalid[start:stop].any():
-            out[...] = self._mm[k0:k1 + 1]  # contiguous run: one converting copy
-            return out
+            return self._mm.read(k0, k1 + 1, out)  # contiguous run
         for j, k in enumerate(idx):
             if k < 0 or self.invalid[start + j]:
                 out[j] = np.nan
             else:
-                out[j] = self._mm[k]
+                self._mm.read(int(k), int(k) + 1, out[j:j + 1])
         return out
 
     def close(self) -> None:
+        if getattr(self, "_mm", None) is not None:
+            self._mm.close()
         self._mm = None
         self._movie = None

@@ -1,7 +1,8 @@
 """TIFF movie reader (multi-page, BigTIFF, ImageJ hyperstacks, OME-TIFF).
 
-Uncompressed contiguous files are memory-mapped (``tifffile.memmap``); anything else is
-read page by page. Only the first series of the file is used. The frame axis is the one
+Uncompressed contiguous files are located with ``tifffile.memmap`` and read with
+``pread`` in chunks (no per-page decoding, no long-lived map); anything else is read page
+by page. Only the first series of the file is used. The frame axis is the one
 non-singleton axis in front of ``YX``; files with several non-singleton leading axes
 (e.g. a multi-channel or multi-plane hyperstack) are rejected. RGB(A) pages (``S``
 axis) are converted to gray with the ITU-R BT.601 weights (as OpenCV does).
@@ -19,7 +20,7 @@ import numpy as np
 import tifffile
 
 from cellextract.errors import InputError
-from cellextract.io.base import MovieReader, one_line
+from cellextract.io.base import FrameFile, MovieReader, one_line
 
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9, "min": 60.0, "h": 3600.0}
@@ -146,6 +147,18 @@ def _frame_layout(path, shape: tuple[int, ...], axes: str) -> tuple[int, bool]:
     return int(np.prod(lead, dtype=np.int64)), rgb
 
 
+def _frame_file(path, mm: np.ndarray, n_frames: int, dims) -> FrameFile | None:
+    """A :class:`FrameFile` over the contiguous data that ``mm`` (a tifffile memmap) maps."""
+    base = mm
+    while base is not None and not isinstance(base, np.memmap):
+        base = base.base
+    if base is None or getattr(base, "offset", None) is None:
+        return None
+    if mm.size != n_frames * dims[0] * dims[1] or not mm.flags.c_contiguous:
+        return None
+    return FrameFile(path, int(base.offset), n_frames, dims, mm.dtype)
+
+
 class TiffReader(MovieReader):
     """Reader for ``.tif``/``.tiff`` movies (see module docstring).
 
@@ -198,9 +211,14 @@ class TiffReader(MovieReader):
         if self.dtype.kind not in "uifb":
             raise InputError(f"{self.path}: unsupported TIFF pixel type {self.dtype}")
         self._mm = self._try_memmap()
+        self._frames = None
+        if self._mm is not None and not self._rgb and True:
+            self._frames = _frame_file(self.path, self._mm, self.n_frames, self.dims)
+            if self._frames is not None:
+                self._mm = None  # read with pread: a long-lived map keeps the pages read resident
         self._series = series
-        self.metadata["memmap"] = self._mm is not None
-        if self._mm is None and len(series) != self.n_frames:
+        self.metadata["memmap"] = self._mm is not None or self._frames is not None
+        if self.metadata["memmap"] is False and len(series) != self.n_frames:
             raise InputError(f"{self.path}: TIFF stores {len(series)} pages for {self.n_frames} "
                              "frames and is not memory-mappable; unsupported layout")
 
@@ -218,6 +236,8 @@ class TiffReader(MovieReader):
         return mm.reshape(self.n_frames, *frame_shape)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
+        if self._frames is not None:
+            return self._frames.read(start, stop)
         if self._mm is not None:
             data = np.asarray(self._mm[start:stop])
         else:
@@ -230,6 +250,9 @@ class TiffReader(MovieReader):
 
     def close(self) -> None:
         self._mm = None
+        if getattr(self, "_frames", None) is not None:
+            self._frames.close()
+        self._frames = None
         tif = getattr(self, "_tif", None)
         self._tif = None
         if tif is not None:
