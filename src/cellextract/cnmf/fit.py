@@ -6,7 +6,9 @@ combination (duplicates removed or merged) -> ring-model background on the whole
 background update] -> final merge and temporal update -> unit-norm footprints. With
 ``init_iter >= 2`` (CaImAn's default) the first round is followed by a *residual search*
 (per patch: data - neurons - local ring background searched again by corr_pnr) and the
-remaining rounds run with the new components. 2P (``nb > 0``;
+remaining rounds run with the new components. Before the final temporal update, 1P
+components smaller than a quarter of the PSF spot (:func:`min_area`, option ``min_area``)
+are dropped, and after it those with an all-zero trace. 2P (``nb > 0``;
 Pnevmatikakis et al. 2016): greedy_roi / sparse_nmf initialisation and a low-rank
 background ``b f`` updated by HALS, same updates otherwise. ``refit`` re-runs the
 updates seeded with the found footprints.
