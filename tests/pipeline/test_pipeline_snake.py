@@ -24,7 +24,7 @@ def _changed_stages(before: dict, after: dict) -> set[str]:
     ("merge_thr", 0.9, {"cnmf"}),
     ("max_shifts", 8, {"motion"}),
     ("pw_rigid", True, {"motion"}),
-    ("event_threshold", 2.0, {"export"}),
+    ("event_threshold", 2.0, {"export", "previews"}),
     ("fr", 20, {"cnmf", "evaluate", "export", "previews"}),
 ])
 def test_a_parameter_reruns_exactly_its_stages(key, value, expected):
