@@ -50,7 +50,7 @@ log = get_logger(__name__)
 DEFAULTS = dict(
     method_init="corr_pnr", K=None, gSig=(3, 3), gSiz=(7, 7), min_corr=0.85, min_pnr=12.0,
     center_psf=True, tsub=2, ssub=1, ssub_B=2, ring_size_factor=1.4, nb=0, init_iter=2,
-    rolling_sum=True, normalize_init=False, alpha_snmf=0.5, max_iter_snmf=200,
+    rolling_sum=True, rolling_length=100, normalize_init=False, alpha_snmf=0.5, max_iter_snmf=200,
     rf=40, stride=20, only_init=True, del_duplicates=True, border_pix=0,
     low_rank_background=None, nb_patch=0,
     p=1, bas_nonneg=False, method_deconvolution="oasis", fr=30.0, decay_time=0.4,
@@ -149,7 +149,7 @@ def init_patch(Yp: np.ndarray, pdims, *, o: dict):
     elif o["method_init"] == "greedy_roi":
         from cellextract.cnmf.init_greedy import init_greedy_roi
         r = init_greedy_roi(Y, K=o["K"], gSig=o["gSig"], gSiz=o["gSiz"], nIter=5,
-                            rolling_sum=o["rolling_sum"], normalize_init=o["normalize_init"],
+                            rolling_length=o["rolling_length"], rolling_sum=o["rolling_sum"], normalize_init=o["normalize_init"],
                             tsub=o["tsub"], ssub=o["ssub"], nb=max(1, int(o["nb_patch"])))
         A, C, cn = r.A, r.C, r.cn
     else:
@@ -477,7 +477,7 @@ def options_from_params(params) -> dict:
     for name in ("noise_range", "noise_method"):
         if hasattr(pp, name):
             o[name] = tuple(getattr(pp, name)) if name == "noise_range" else getattr(pp, name)
-    for name in ("init_iter", "alpha_snmf", "max_iter_snmf"):
+    for name in ("init_iter", "alpha_snmf", "max_iter_snmf", "rolling_length"):
         if hasattr(i, name):
             o[name] = getattr(i, name)
     return o
