@@ -1,4 +1,4 @@
-"""Fixtures for the export tests: Estimates built by hand."""
+"""Shared fixtures: Estimates built by hand (used by the export and preview tests)."""
 
 import numpy as np
 import pytest
