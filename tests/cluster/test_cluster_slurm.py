@@ -160,6 +160,10 @@ def test_failing_job_reported_with_log(slurm, tmp_path):
     assert not (work / "out" / "broken.txt").exists()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_slow_run(work: Path):
     """Start the toy `slow` rule on Slurm; return (process, stderr path, run UUID) once it runs."""
     work.mkdir(parents=True)
@@ -167,7 +171,10 @@ def _start_slow_run(work: Path):
            "--profile", str(PROFILE_SLURM), *FAST, "--config", "mode=slow"]
     errlog = work / "snakemake.err"
     with open(errlog, "w") as err:
-        proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=subprocess.DEVNULL, stderr=err)
+        # A job started in the background of a non-interactive shell (CI, nohup) inherits an
+        # ignored SIGINT, and Python keeps it ignored: restore the default so Ctrl-C works.
+        proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=subprocess.DEVNULL, stderr=err,
+                                preexec_fn=_default_sigint)
     uuid = None
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
