@@ -12,6 +12,25 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def footprint_images(A, dims: tuple[int, int]) -> np.ndarray:
+    """Footprint columns as images.
+
+    Parameters
+    ----------
+    A : sparse or dense matrix, shape (H*W, K)
+        Footprints with pixels in Fortran order.
+    dims : tuple of int
+        ``(H, W)``.
+
+    Returns
+    -------
+    ndarray, shape (K, H, W), float32
+    """
+    H, W = dims
+    dense = np.asarray(A.toarray() if sp.issparse(A) else A, dtype=np.float32)
+    return dense.T.reshape(-1, W, H).transpose(0, 2, 1)
+
+
 @dataclass
 class Estimates:
     """Results of source extraction (and, after evaluation, of component selection).
@@ -85,9 +104,7 @@ class Estimates:
 
     def footprints_2d(self) -> np.ndarray:
         """Footprints as images, shape (K, H, W), float32."""
-        H, W = self.dims
-        dense = np.asarray(self.A.toarray(), dtype=np.float32)
-        return dense.T.reshape(-1, W, H).transpose(0, 2, 1)
+        return footprint_images(self.A, self.dims)
 
     def select(self, idx) -> "Estimates":
         """Return a copy keeping only components ``idx`` (per-component fields sliced)."""

@@ -36,6 +36,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
+from cellextract.cnmf.estimates import footprint_images
 from cellextract.errors import InputError
 
 __all__ = ["Truth", "write_truth", "load_truth"]
@@ -77,8 +78,7 @@ class Truth:
 
     def footprints_2d(self) -> np.ndarray:
         """Footprints as images, shape (K, H, W), float32."""
-        H, W = self.dims
-        return np.asarray(self.A.toarray(), np.float32).T.reshape(-1, W, H).transpose(0, 2, 1)
+        return footprint_images(self.A, self.dims)
 
 
 _ARRAYS = ("C", "S", "baseline", "g", "amplitude", "snr", "centers", "shifts",
