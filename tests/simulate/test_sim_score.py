@@ -118,3 +118,46 @@ def test_recall_detectable_ignores_silent_and_dim(truth):
     assert r["n_detectable"] == 18 and r["recall_detectable"] == 1.0
     r = score(truth.A.toarray()[:, keep[:9]], (H, W), t2)
     assert r["recall_detectable"] == pytest.approx(0.5)
+
+
+def test_known_offset(truth):
+    # a global sub-pixel offset: the found components sit at q - d, score(offset=d) undoes it
+    moved = _shift_A(truth.A, -6, 4)
+    assert score(moved, (H, W), truth)["recall"] < 0.5
+    r = score(moved, (H, W), truth, offset=(6, -4))
+    # (np.roll wraps neurons at the border around, those cannot come back)
+    assert r["recall"] >= 0.85 and r["offset"] == [6.0, -4.0] and r["mean_iou"] > 0.9
+    assert all(i == j for i, j in r["matches"])
+    # one offset per component
+    K = truth.A.shape[1]
+    off = np.tile([6.0, -4.0], (K, 1))
+    assert score(moved, (H, W), truth, offset=off)["recall"] == r["recall"]
+    with pytest.raises(ParameterError):
+        score(moved, (H, W), truth, offset=np.zeros((K + 1, 2)))
+    with pytest.raises(ParameterError):
+        score(moved, (H, W), truth, offset=(1, 1), align=True)
+
+
+def test_translate_footprints_subpixel(truth):
+    from cellextract.simulate.score import translate_footprints
+    A = truth.A[:, :3]
+    B = translate_footprints(translate_footprints(A, (H, W), (0.5, -0.5)), (H, W), (-0.5, 0.5))
+    # two half-pixel bilinear moves blur but keep the mass centre
+    def com(X):
+        X = X.toarray()
+        idx = np.arange(H * W)
+        return np.stack([(idx % H) @ X, (idx // H) @ X]) / X.sum(0)
+    assert np.allclose(com(B), com(A), atol=0.05)
+    assert np.allclose(com(translate_footprints(A, (H, W), (1.25, 0.5))), com(A) + [[1.25], [0.5]], atol=0.1)
+
+
+def test_template_offset():
+    from cellextract.simulate.score import template_offset
+    rng = np.random.default_rng(0)
+    true = rng.normal(0, 2, (500, 2))
+    est = true - [0.7, -1.2] + rng.normal(0, 0.05, (500, 2))
+    assert template_offset(est, true) == pytest.approx([0.7, -1.2], abs=0.02)
+    field = np.stack([true] * 3, -1)
+    assert template_offset(field - 0.5, field).shape == (2, 3)
+    with pytest.raises(ParameterError):
+        template_offset(est[:, :1], true[:, :1])

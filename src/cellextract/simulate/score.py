@@ -26,6 +26,22 @@ tolerates one-frame timing errors.
 Motion (:func:`shift_rmse`): root-mean-square Euclidean error of shifts, optionally after
 removing the constant offset between estimate and truth (a template is only defined up to
 a translation).
+
+Results on a motion-corrected movie
+-----------------------------------
+A motion-corrected movie is registered to its template, not to the simulator's unmoved
+frame. With the registration convention (:mod:`cellextract.simulate.motion`), estimated
+shifts ``e_t`` and true shifts ``s_t`` give ``corrected(p) = unmoved(p + d_t)`` with
+``d_t = s_t - e_t``: a neuron at ``q`` in the truth frame sits at ``q - d`` in the
+corrected movie. ``d`` is constant up to the registration error, and its median over
+frames (:func:`template_offset`) is a robust estimate of the template's offset. For
+piecewise-rigid registration the offset varies slowly over the field of view (the
+template is the average of deformed frames), so it is best evaluated per found component
+at its centroid, from the estimated and true shift fields there. ``score(...,
+offset=d)`` translates every found footprint by ``+d`` (sub-pixel, bilinear) before
+binarising it, which puts it in the truth frame. ``align=True`` instead estimates one
+global integer offset from the masks themselves (phase correlation); use it only when the
+shifts are unknown.
 """
 
 from __future__ import annotations
@@ -40,7 +56,7 @@ from cellextract.errors import ParameterError
 from cellextract.simulate.truth import Truth, load_truth
 
 __all__ = ["score", "shift_rmse", "binary_masks", "mask_iou", "match_components",
-           "trace_correlations"]
+           "trace_correlations", "template_offset", "translate_footprints"]
 
 
 def binary_masks(A, *, frac: float = 0.25) -> sp.csc_matrix:
@@ -101,6 +117,58 @@ def _estimate_offset(Mt, Mf, dims) -> tuple[float, float]:
     return float(sy), float(sx)
 
 
+def template_offset(est, true) -> np.ndarray:
+    """Offset of a registration template from the truth frame.
+
+    Parameters
+    ----------
+    est, true : ndarray, shape (T, 2, ...)
+        Estimated and true registration shifts ``(dy, dx)`` (px) of every frame, e.g.
+        rigid shifts (T, 2) or field values at ``n`` positions (T, 2, n).
+
+    Returns
+    -------
+    d : ndarray, shape (2, ...)
+        Median over frames of ``true - est`` (px; NaN frames ignored): the translation
+        that moves content of the corrected movie into the truth frame (see module
+        docstring).
+    """
+    est, true = np.asarray(est, np.float64), np.asarray(true, np.float64)
+    if est.shape != true.shape or est.ndim < 2 or est.shape[1] != 2:
+        raise ParameterError(f"template_offset: shapes {est.shape} and {true.shape} must match, (T, 2, ...)")
+    return np.nanmedian(true - est, axis=0)
+
+
+def translate_footprints(A, dims, offset) -> sp.csc_matrix:
+    """Translate footprints by sub-pixel offsets (bilinear; mass leaving the frame is lost).
+
+    Parameters
+    ----------
+    A : array or sparse matrix, shape (H*W, K)
+        Footprints, Fortran pixel order.
+    dims : (H, W)
+    offset : array-like, shape (2,) or (K, 2)
+        ``(dy, dx)`` px, one for all columns or one per column; content at ``(y, x)`` moves
+        to ``(y + dy, x + dx)``.
+
+    Returns
+    -------
+    scipy.sparse.csc_matrix, shape (H*W, K), float32
+    """
+    H, W = (int(d) for d in dims)
+    A = sp.csc_matrix(A, dtype=np.float32)
+    K = A.shape[1]
+    off = np.broadcast_to(np.asarray(offset, np.float64).reshape(-1, 2), (K, 2))
+    cols = []
+    for k in range(K):
+        img = A[:, k].toarray().reshape(W, H).T
+        M = np.float64([[1, 0, off[k, 1]], [0, 1, off[k, 0]]])
+        moved = cv2.warpAffine(np.ascontiguousarray(img), M, (W, H), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        cols.append(sp.csc_matrix(moved.T.reshape(-1, 1)))
+    return sp.hstack(cols, format="csc") if cols else A.copy()
+
+
 def match_components(iou: np.ndarray, *, iou_thr: float = 0.3, dist=None,
                      max_dist: float | None = None) -> list[tuple[int, int]]:
     """Hungarian one-to-one matching on ``1 - IoU`` over admissible pairs.
@@ -153,7 +221,7 @@ def _median(x) -> float | None:
 
 def score(A_found, dims, truth, *, C_found=None, S_found=None, mask_frac: float = 0.25,
           iou_thr: float = 0.3, max_dist: float | None = None, align: bool = False,
-          snr_min: float = 3.0, min_events: int = 1, spike_sigma: float = 0.1) -> dict:
+          offset=None, snr_min: float = 3.0, min_events: int = 1, spike_sigma: float = 0.1) -> dict:
     """Compare found components with the ground truth.
 
     Parameters
@@ -170,7 +238,12 @@ def score(A_found, dims, truth, *, C_found=None, S_found=None, mask_frac: float 
     align : bool
         First translate the found masks by the integer offset that best aligns them
         with the true masks (for results on a motion-corrected movie whose template is
-        offset from the unmoved frame).
+        offset from the unmoved frame) when the registration shifts are unknown.
+    offset : array-like, shape (2,) or (K_found, 2), optional
+        Known translation ``(dy, dx)`` (px, sub-pixel) from the found components' frame
+        to the truth frame, one for all or one per component (see
+        :func:`template_offset`); applied to the footprints before binarising. Not
+        combined with ``align``.
     snr_min : float
         SNR threshold defining "detectable" true neurons.
     min_events : int
@@ -185,7 +258,8 @@ def score(A_found, dims, truth, *, C_found=None, S_found=None, mask_frac: float 
         recall_detectable, n_detectable, mean_iou, median_trace_corr,
         median_spike_corr`` (None when not computable) and lists ``matches`` ([true,
         found] pairs), ``iou``, ``trace_corr``, ``spike_corr``, ``missed``,
-        ``false_positives``, ``offset``. JSON-serialisable.
+        ``false_positives``, ``offset`` (the applied one; the median over components for
+        per-component offsets). JSON-serialisable.
     """
     if not isinstance(truth, Truth):
         truth = load_truth(truth)
@@ -195,12 +269,20 @@ def score(A_found, dims, truth, *, C_found=None, S_found=None, mask_frac: float 
     A_found = sp.csc_matrix(A_found)
     if A_found.shape[0] != dims[0] * dims[1]:
         raise ParameterError(f"score: A has {A_found.shape[0]} pixels, expected {dims[0] * dims[1]}")
+    if offset is not None and align:
+        raise ParameterError("score: give either offset or align=True, not both")
+    applied = (0.0, 0.0)
+    if offset is not None:
+        off = np.asarray(offset, np.float64).reshape(-1, 2)
+        if off.shape[0] not in (1, A_found.shape[1]):
+            raise ParameterError(f"score: offset must be (2,) or ({A_found.shape[1]}, 2), got {np.shape(offset)}")
+        A_found = translate_footprints(A_found, dims, off)
+        applied = tuple(np.median(off, axis=0)) if off.size else (0.0, 0.0)
     Mt = binary_masks(truth.A, frac=mask_frac)
     Mf = binary_masks(A_found, frac=mask_frac)
-    offset = (0.0, 0.0)
     if align and A_found.shape[1]:
-        offset = _estimate_offset(Mt, Mf, dims)
-        Mf = _shift_masks(Mf, dims, offset)
+        applied = _estimate_offset(Mt, Mf, dims)
+        Mf = _shift_masks(Mf, dims, applied)
     iou = mask_iou(Mt, Mf)
     dist = None
     if max_dist is not None:
@@ -223,7 +305,7 @@ def score(A_found, dims, truth, *, C_found=None, S_found=None, mask_frac: float 
         "iou": [float(iou[i, j]) for i, j in pairs],
         "missed": sorted(set(range(n_true)) - matched_true),
         "false_positives": sorted(set(range(n_found)) - {j for _, j in pairs}),
-        "offset": [float(offset[0]), float(offset[1])],
+        "offset": [float(applied[0]), float(applied[1])],
         "trace_corr": [], "median_trace_corr": None, "spike_corr": [], "median_spike_corr": None,
     }
     if C_found is not None:
