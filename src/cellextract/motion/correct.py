@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from cellextract.motion.apply import apply_rigid
 from cellextract.motion.filters import highpass, highpass_transfer
 from cellextract.motion.params import MotionParams
 from cellextract.motion.piecewise import (
+    _weights as field_weights,
     apply_piecewise,
     patch_grid,
     patch_shifts,
@@ -103,6 +105,7 @@ class Corrector:
         if params.pw_rigid and params.motion_correct:
             self.grid = patch_grid(self.dims, strides=params.strides, overlaps=params.overlaps)
             self.patch_spec = template_patch_spectra(self.template, self.grid, gSig_filt=g)
+            self._field_weights()
         margin = int(ms.max()) + 3 + (params.max_deviation_rigid if self.grid is not None else 0)
         margin = min(margin, max(0, (min(H, W) - 4) // 2))
         # a QC correlation needs ~10-20k pixels: every 2nd pixel at 256, every 4th at 512
@@ -112,10 +115,23 @@ class Corrector:
         t -= t.mean()
         nt = np.linalg.norm(t)
         self._t = (t / nt if nt > 0 else t).astype(np.float32)
+        if self.grid is not None:
+            self._wy = np.ascontiguousarray(self._wy_full[self._crop[0]])
+            self._wxT = np.ascontiguousarray(self._wx_full[self._crop[1]].T)
+
+    def _field_weights(self) -> None:
+        """Spline weights from patch shifts to the QC points (piecewise-rigid)."""
+        H, W = self.dims
+        self._wy_full = field_weights(self.grid.centers_y, H)
+        self._wx_full = field_weights(self.grid.centers_x, W)
 
     def correlation(self, frames: np.ndarray) -> np.ndarray:
         """``(n,)`` Pearson correlation of each frame's interior with the template."""
         x = frames[:, self._crop[0], self._crop[1]].reshape(frames.shape[0], -1)
+        return self._pearson(x)
+
+    def _pearson(self, x: np.ndarray) -> np.ndarray:
+        """Correlation of ``(n, m)`` samples at the QC points with the template's."""
         bad = ~np.isfinite(x)
         if bad.any():
             good = (~bad).sum(axis=1, keepdims=True)
@@ -129,14 +145,44 @@ class Corrector:
         c[allbad] = np.nan
         return c.astype(np.float32)
 
-    def correct(self, frames: np.ndarray) -> BatchResult:
-        """Register and warp a batch ``(n, H, W)`` of raw frames."""
+    def correlation_after(self, frames: np.ndarray, shifts: np.ndarray, pw: np.ndarray | None) -> np.ndarray:
+        """``(n,)`` correlation with the template of the registered frames, sampled.
+
+        The registered values are interpolated (bicubic, ``cv2.remap``) only at the QC
+        points, so the frames need not be warped whole.
+        """
+        ys = np.arange(self.dims[0])[self._crop[0]].astype(np.float32)
+        xs = np.arange(self.dims[1])[self._crop[1]].astype(np.float32)
+        n = frames.shape[0]
+        out = np.empty((n, ys.size * xs.size), np.float32)
+        for i in range(n):
+            if pw is None:
+                fy, fx = np.float32(shifts[i, 0]), np.float32(shifts[i, 1])
+            else:
+                fy = self._wy @ pw[i, :, :, 0] @ self._wxT
+                fx = self._wy @ pw[i, :, :, 1] @ self._wxT
+            map_y = np.broadcast_to(ys[:, None] - fy, (ys.size, xs.size)).astype(np.float32)
+            map_x = np.broadcast_to(xs[None, :] - fx, (ys.size, xs.size)).astype(np.float32)
+            out[i] = cv2.remap(frames[i], map_x, map_y, cv2.INTER_CUBIC,
+                               borderMode=cv2.BORDER_REPLICATE).reshape(-1)
+        return self._pearson(out)
+
+    def register(self, frames: np.ndarray) -> BatchResult:
+        """Shifts and QC correlations of a batch ``(n, H, W)``, without warping the frames
+        (``frames`` of the result is None; the warp is done band by band later)."""
         a = np.asarray(frames, dtype=np.float32)
         n = a.shape[0]
         corr_b = self.correlation(a)
-        empty = ~np.isfinite(a).reshape(n, -1).any(axis=1)
         if not self.p.motion_correct:
-            return BatchResult(a, np.zeros((n, 2), np.float32), None, corr_b, corr_b.copy())
+            return BatchResult(None, np.zeros((n, 2), np.float32), None, corr_b, corr_b.copy())
+        shifts, pw, _ = self._shifts(a)
+        return BatchResult(None, shifts, pw, corr_b, self.correlation_after(a, shifts, pw))
+
+    def _shifts(self, a: np.ndarray):
+        """Rigid ``(n, 2)`` and patch ``(n, gy, gx, 2)`` (or None) shifts, and the
+        registration images used."""
+        n = a.shape[0]
+        empty = ~np.isfinite(a).reshape(n, -1).any(axis=1)
         g = self.p.gSig_filt
         if g is not None and self.grid is None:
             # rigid: filter in the Fourier domain (the tapered template makes the
@@ -151,11 +197,22 @@ class Corrector:
         shifts = register_spectra(spec, self.spec, self.reg_dims, lo=-ms, hi=ms, upsample=UPSAMPLE)
         shifts[empty] = 0.0
         pw = None
-        if self.grid is None:
-            out = apply_rigid(a, shifts, border_nan=self.p.border_nan)
-        else:
+        if self.grid is not None:
             pw = patch_shifts(reg, self.patch_spec, self.grid, shifts,
                               max_deviation_rigid=self.p.max_deviation_rigid, upsample=UPSAMPLE)
             pw[empty] = 0.0
+        return shifts, pw, reg
+
+    def correct(self, frames: np.ndarray) -> BatchResult:
+        """Register and warp a batch ``(n, H, W)`` of raw frames (whole frames in memory)."""
+        a = np.asarray(frames, dtype=np.float32)
+        n = a.shape[0]
+        corr_b = self.correlation(a)
+        if not self.p.motion_correct:
+            return BatchResult(a, np.zeros((n, 2), np.float32), None, corr_b, corr_b.copy())
+        shifts, pw, _ = self._shifts(a)
+        if pw is None:
+            out = apply_rigid(a, shifts, border_nan=self.p.border_nan)
+        else:
             out = apply_piecewise(a, pw, self.grid, border_nan=self.p.border_nan)
         return BatchResult(out, shifts, pw, corr_b, self.correlation(out))

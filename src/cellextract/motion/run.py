@@ -12,39 +12,47 @@ Outputs in ``out_dir`` (see :func:`motion_correct`):
   ``corr_after`` ``(T,)`` for the preview;
 - ``motion.json``: parameters, offset, timing, frames/s, correlation summary.
 
-Memory: frames are processed in chunks of ``chunk_frames`` (registered in sub-batches);
-corrected frames go to a frame-major scratch file next to the output, which
-:mod:`cellextract.motion.transpose` then turns into the pixel-major memmap tile by tile.
-Resident memory depends on the frame size, never on ``T``; the scratch file needs as
-much free disk as the memmap while the run lasts.
+Two passes, memory bounded by the frame size, never by ``T``:
 
-Non-negative output (as CaImAn): the minimum of the corrected movie is tracked per chunk
-while registering (NaN ignored); if it is negative, ``offset = -min`` is added to every
-value while the scratch file is transposed (no extra pass), and the offset (0 otherwise)
-is recorded in ``motion.json``. The movie is never held in memory for this.
+1. registration — worker processes read chunks of frames and measure the rigid (and
+   patch) shifts, the QC correlations before/after (the registered values are
+   interpolated only at the QC points), each raw frame's range and the raw mean image;
+2. warp + write — the memmap is cut into bands of image columns (contiguous rows of the
+   Fortran-ordered file, :mod:`cellextract.motion.bands`); each worker reads its band's
+   raw columns for every frame straight from the input file
+   (:mod:`cellextract.motion.source`, served by the page cache pass 1 filled), warps
+   them, and writes the band's rows sequentially. Every byte of the memmap is written
+   once; nothing else is written (inputs that cannot be read in place — AVI, compressed
+   TIFF — are first copied raw to a scratch file during pass 1).
+
+Non-negative output (as CaImAn): if the raw movie's minimum is negative, ``offset =
+-min`` is added to every written value and recorded in ``motion.json`` (0 otherwise);
+warped values are kept at or above their raw frame's minimum (bicubic undershoot), so the
+written movie is never negative.
 """
 
 from __future__ import annotations
 
-import itertools
+import errno
 import json
 import multiprocessing as mp
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from cellextract.errors import InputError
 from cellextract.io.memmap import memmap_name
 from cellextract.log import Progress, get_logger
+from cellextract.motion.bands import BandJob, plan_bands, process_band
 from cellextract.motion.correct import Corrector
 from cellextract.motion.params import MotionParams, check_params
+from cellextract.motion.source import RawSource, raw_layout, scratch_layout
 from cellextract.motion.template import read_samples, rigid_template
 from cellextract.motion.threads import single_threaded
-from cellextract.motion.transpose import transpose_to_memmap, write_frames
 
 log = get_logger(__name__)
 
@@ -138,79 +146,151 @@ def _open_spec(spec):
     return obj
 
 
-# ---------------------------------------------------------------- per-chunk work (any process)
+# ---------------------------------------------------------------- pass 1: registration (any process)
 
-def _process_chunk(reader, corrector: Corrector, path: str, T: int, start: int, stop: int, sub: int) -> dict:
+def _frame_range(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(n,)`` minimum and maximum of the finite values of each frame (NaN if none), and
+    whether the frame has non-finite pixels."""
+    flat = raw.reshape(raw.shape[0], -1)
+    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    bad = ~(np.isfinite(lo) & np.isfinite(hi))
+    if bad.any():
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo[bad] = np.nanmin(np.where(np.isfinite(flat[bad]), flat[bad], np.nan), axis=1)
+            hi[bad] = np.nanmax(np.where(np.isfinite(flat[bad]), flat[bad], np.nan), axis=1)
+    return lo.astype(np.float64), hi.astype(np.float64), bad
+
+
+def _register_chunk(reader, corrector: Corrector, start: int, stop: int, sub: int, scratch: str | None) -> dict:
+    """Register frames ``start:stop``: shifts, QC correlations, raw range and raw mean sums.
+
+    With ``scratch`` the raw frames are also copied (float32, frame-major) to that file,
+    for inputs the second pass cannot read in place.
+    """
     H, W = corrector.dims
-    fd = os.open(path, os.O_WRONLY)
     sum_b = np.zeros((H, W))
-    sum_a = np.zeros((H, W))
     cnt_b = np.zeros((H, W))
-    cnt_a = np.zeros((H, W))
-    shifts, pws, cb, ca = [], [], [], []
-    vmin, vmax = np.inf, -np.inf
-    ftbuf = None
-    for s0 in range(start, stop, sub):
-        s1 = min(stop, s0 + sub)
-        raw = np.asarray(reader.read(s0, s1), dtype=np.float32)
-        if raw.shape != (s1 - s0, H, W):
-            raise InputError(f"reader returned frames of shape {raw.shape} for {s0}:{s1}, expected {(s1 - s0, H, W)}")
-        res = corrector.correct(raw)
-        for img, acc, cnt in ((raw, sum_b, cnt_b), (res.frames, sum_a, cnt_a)):
-            tot = img.sum(axis=0, dtype=np.float64)
+    shifts, pws, cb, ca, lo, hi, bad = [], [], [], [], [], [], []
+    fd = os.open(scratch, os.O_WRONLY) if scratch else None
+    try:
+        for s0 in range(start, stop, sub):
+            s1 = min(stop, s0 + sub)
+            raw = np.asarray(reader.read(s0, s1), dtype=np.float32)
+            if raw.shape != (s1 - s0, H, W):
+                raise InputError(f"reader returned frames of shape {raw.shape} for {s0}:{s1}, expected {(s1 - s0, H, W)}")
+            res = corrector.register(raw)
+            tot = raw.sum(axis=0)  # float32 over a sub-batch (pairwise), float64 across
             if np.isfinite(tot).all():  # no NaN/inf anywhere (they propagate into the sum)
-                acc += tot
-                cnt += img.shape[0]
+                sum_b += tot
+                cnt_b += raw.shape[0]
             else:
-                fin = np.isfinite(img)
-                acc += np.where(fin, img, 0).sum(axis=0, dtype=np.float64)
-                cnt += fin.sum(axis=0)
-        lo, hi = float(res.frames.min()), float(res.frames.max())
-        if not (np.isfinite(lo) and np.isfinite(hi)) and np.isfinite(res.frames).any():
-            lo, hi = float(np.nanmin(res.frames)), float(np.nanmax(res.frames))
-        if np.isfinite(lo):
-            vmin, vmax = min(vmin, lo), max(vmax, hi)
-        n = s1 - s0
-        if ftbuf is None or ftbuf.shape[0] < n:
-            ftbuf = np.empty((n, W, H), np.float32)
-        ft = ftbuf[:n]  # Fortran pixel order
-        for i in range(n):
-            cv2.transpose(res.frames[i], dst=ft[i])
-        write_frames(fd, ft.reshape(s1 - s0, H * W), s0)
-        shifts.append(res.shifts)
-        cb.append(res.corr_before)
-        ca.append(res.corr_after)
-        if res.pw_shifts is not None:
-            pws.append(res.pw_shifts)
-    os.close(fd)
+                fin = np.isfinite(raw)
+                sum_b += np.where(fin, raw, 0).sum(axis=0, dtype=np.float64)
+                cnt_b += fin.sum(axis=0)
+            a, b, c = _frame_range(raw)
+            lo.append(a)
+            hi.append(b)
+            bad.append(c)
+            if fd is not None:
+                _pwrite_all(fd, raw, s0 * H * W * 4)
+            shifts.append(res.shifts)
+            cb.append(res.corr_before)
+            ca.append(res.corr_after)
+            if res.pw_shifts is not None:
+                pws.append(res.pw_shifts)
+    finally:
+        if fd is not None:
+            os.close(fd)
     return {"start": start, "stop": stop, "shifts": np.concatenate(shifts),
             "pw": np.concatenate(pws) if pws else None,
-            "corr_before": np.concatenate(cb), "corr_after": np.concatenate(ca), "sum_b": sum_b, "sum_a": sum_a,
-            "cnt_b": cnt_b, "cnt_a": cnt_a, "vmin": vmin, "vmax": vmax}
+            "corr_before": np.concatenate(cb), "corr_after": np.concatenate(ca),
+            "fmin": np.concatenate(lo), "fmax": np.concatenate(hi), "fnan": np.concatenate(bad), "sum_b": sum_b, "cnt_b": cnt_b}
+
+
+def _pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
+    buf = memoryview(np.ascontiguousarray(arr)).cast("B")
+    done = 0
+    while done < len(buf):
+        done += os.pwrite(fd, buf[done:], offset + done)
+
+
+# ---------------------------------------------------------------- pass 2: warp + write (any process)
+
+@dataclass
+class _Pass2:
+    """What every band needs (saved to ``state`` by the parent, loaded once per worker)."""
+
+    state: str        # .npz with shifts (T, 2), pw (T, gy, gx, 2) or empty, frame_min (T,)
+    out_path: str     # memmap being written
+    source: object    # RawLayout, or None for the in-memory array of the worker
+    pw_grid: tuple | None  # (strides, overlaps) when piecewise-rigid
+
+
+def _band_field(pw: np.ndarray, grid, H: int, W: int):
+    """``field(t, c0, c1) -> (fy, fx)`` evaluating the patch-shift spline on a band."""
+    from cellextract.motion.piecewise import _weights as field_weights
+    wy = field_weights(grid.centers_y, H)  # (H, gy)
+    wxT = np.ascontiguousarray(field_weights(grid.centers_x, W).T)  # (gx, W)
+
+    def field(t: int, c0: int, c1: int):
+        w = wxT[:, c0:c1]
+        return wy @ (pw[t, :, :, 0] @ w), wy @ (pw[t, :, :, 1] @ w)
+    return field
+
+
+def _do_band(job: BandJob, p2: _Pass2, source: RawSource, cache: dict) -> dict:
+    if cache.get("state") != p2.state:
+        with np.load(p2.state) as z:
+            cache.update(state=p2.state, shifts=z["shifts"], pw=z["pw"] if z["pw"].size else None,
+                         frame_min=z["frame_min"], frame_nan=z["frame_nan"])
+        cache["field"] = None
+        if cache["pw"] is not None:
+            from cellextract.motion.piecewise import patch_grid
+            H, W = source.dims
+            grid = patch_grid((H, W), strides=p2.pw_grid[0], overlaps=p2.pw_grid[1])
+            cache["field"] = _band_field(cache["pw"], grid, H, W)
+    fd = os.open(p2.out_path, os.O_WRONLY)
+    try:
+        return process_band(job, source, fd, shifts=cache["shifts"], frame_min=cache["frame_min"],
+                            frame_nan=cache["frame_nan"], field=cache["field"])
+    finally:
+        os.close(fd)
 
 
 _W: dict = {}
 
 
-def _worker_init(spec, params: dict, template_path: str, path: str, T: int, sub: int) -> None:
+def _worker_init(spec, params: dict, template_path: str, sub: int) -> None:
     import cv2
     cv2.setNumThreads(1)
-    _W.update(spec=spec, params=params, template_path=template_path, path=path, T=T, sub=sub)
+    _W.update(spec=spec, params=params, template_path=template_path, sub=sub)
+
+
+def _worker_reader():
+    if "reader" not in _W:
+        _W["reader"] = _open_spec(_W["spec"])
+    return _W["reader"]
 
 
 def _worker_template(_=None) -> np.ndarray:
     """Compute the template in a worker (keeps the parent process small)."""
-    if "reader" not in _W:
-        _W["reader"] = _open_spec(_W["spec"])
-    return _template(_W["reader"], MotionParams(**_W["params"]), _W["sub"])
+    return _template(_worker_reader(), MotionParams(**_W["params"]), _W["sub"])
 
 
-def _worker_chunk(rng: tuple[int, int]) -> dict:
-    if "reader" not in _W:
-        _W["reader"] = _open_spec(_W["spec"])
+def _worker_chunk(args) -> dict:
+    rng, scratch = args
     if "corrector" not in _W:
         _W["corrector"] = Corrector(np.load(_W["template_path"]), MotionParams(**_W["params"]))
-    return _process_chunk(_W["reader"], _W["corrector"], _W["path"], _W["T"], rng[0], rng[1], _W["sub"])
+    return _register_chunk(_worker_reader(), _W["corrector"], rng[0], rng[1], _W["sub"], scratch)
+
+
+def _worker_band(args) -> dict:
+    job, p2 = args
+    if _W.get("source_of") != p2.state:
+        src = p2.source if p2.source is not None else _worker_reader().movie  # in-memory movie
+        _W.update(source_of=p2.state, source=RawSource(src))
+    return _do_band(job, p2, _W["source"], _W.setdefault("band_cache", {}))
 
 
 def _start_pool(n: int, initargs: tuple):
@@ -319,36 +399,40 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
     out.mkdir(parents=True, exist_ok=True)
     final = Path(memmap_name(out / name, dims, T))
     tmp = final.with_name(final.name + ".partial")
-    scratch = final.with_name(final.name + ".frames.partial")
+    scratch = final.with_name(final.name + ".raw.partial")
+    state = final.with_name(final.name + ".pass1.partial.npz")
     ranges = [(s, min(T, s + chunk)) for s in range(0, T, chunk)]
     nproc = min(p.n_processes, len(ranges))
     if spec[0] == "object" and nproc > 1:
         log.warning("reader %s cannot be reopened in worker processes; using 1 process", type(rd).__name__)
         nproc = 1
+    layout = raw_layout(rd) if spec[0] != "array" else None
+    use_scratch = spec[0] != "array" and layout is None
+    if use_scratch:
+        layout = scratch_layout(os.fspath(scratch), dims, T)
     template_path = out / "template.npy"
     pool = None
     if nproc > 1:  # workers also compute the template, so the parent stays small
-        pool = _start_pool(nproc, (spec, _tuple_fix(p), os.fspath(template_path),
-                                   os.fspath(scratch), T, sub))
+        pool = _start_pool(nproc, (spec, _tuple_fix(p), os.fspath(template_path), sub))
     try:
-        log.info("motion correction of %d frames of %dx%d px (%s, %d process(es), chunks of %d)",
+        log.info("motion correction of %d frames of %dx%d px (%s, %d process(es), chunks of %d%s)",
                  T, H, W, "piecewise-rigid" if p.pw_rigid else "rigid" if p.motion_correct else "copy only",
-                 nproc, chunk)
+                 nproc, chunk, ", raw frames copied to a scratch file" if use_scratch else "")
         template = _template(rd, p, sub) if pool is None else pool.apply(_worker_template, (None,))
         np.save(template_path, template)
         t_template = time.perf_counter() - t0
-        for f in (scratch, tmp):
-            with open(f, "wb") as fh:
-                fh.truncate(P * T * 4)
-        results = _run_chunks(rd, p, template, scratch, T, ranges, sub, pool)
-        vmin = results["vmin"]
-        offset = float(-vmin) if np.isfinite(vmin) and vmin < 0 else 0.0
-        if offset > 0:
-            log.info("corrected movie minimum %.4g < 0: adding offset %.4g", vmin, offset)
+        _preallocate(tmp, P * T * 4)
+        if use_scratch:
+            _preallocate(scratch, P * T * 4)
+        r1 = _register_all(rd, p, template, T, ranges, sub, pool, os.fspath(scratch) if use_scratch else None)
         t1 = time.perf_counter()
-        _transpose(scratch, tmp, P, T, offset, pool)
-        t_transpose = time.perf_counter() - t1
-        log.info("memmap written in %.1f s", t_transpose)
+        gmin = np.nanmin(r1["fmin"]) if np.isfinite(r1["fmin"]).any() else np.nan
+        offset = float(-gmin) if np.isfinite(gmin) and gmin < 0 else 0.0
+        if offset > 0:
+            log.info("raw movie minimum %.4g < 0: adding offset %.4g", gmin, offset)
+        r2 = _warp_all(rd, p, r1, dims, T, offset, layout, os.fspath(state), os.fspath(tmp), pool, nproc)
+        t_write = time.perf_counter() - t1
+        log.info("registered in %.1f s, memmap written in %.1f s", t1 - t0 - t_template, t_write)
     except BaseException:
         if pool is not None:
             pool.terminate()
@@ -356,6 +440,7 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
         raise
     finally:
         scratch.unlink(missing_ok=True)
+        state.unlink(missing_ok=True)
         if pool is not None:
             pool.close()
             pool.join()
@@ -363,10 +448,32 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
             rd.close()
     os.replace(tmp, final)
     elapsed = time.perf_counter() - t0
+    results = {**r1, **r2}
     res = _write_outputs(out, final, p, dims, T, template, results, offset, elapsed,
-                         {"template_s": t_template, "memmap_transpose_s": t_transpose}, nproc, chunk)
+                         {"template_s": t_template, "register_s": t1 - t0 - t_template, "warp_write_s": t_write},
+                         nproc, chunk)
     log.info("motion correction done: %d frames in %.1f s (%.1f frames/s) -> %s", T, elapsed, T / elapsed, final)
     return res
+
+
+def _preallocate(path: Path, nbytes: int) -> None:
+    """Create ``path`` with ``nbytes`` reserved on disk.
+
+    ``posix_fallocate`` reserves the blocks up front (unwritten extents), so the later
+    writes skip the filesystem's per-page delayed allocation (2-3x faster sequential
+    writes on ext4) and a full disk fails here, before any work, not mid-run.
+    Filesystems without fallocate support get a sparse file.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise InputError(f"cannot reserve {nbytes / 1e9:.2f} GB for {path}: {e.strerror}") from e
+            os.ftruncate(fd, nbytes)
+    finally:
+        os.close(fd)
 
 
 def _tuple_fix(p: MotionParams) -> dict:
@@ -392,53 +499,68 @@ def _template(rd, p: MotionParams, batch: int = 32) -> np.ndarray:
     return template
 
 
-def _transpose_part(args) -> None:
-    transpose_to_memmap(*args[:4], offset=args[4], p_range=args[5])
-
-
-def _transpose(scratch: Path, out: Path, P: int, T: int, offset: float, pool) -> None:
-    """Scratch ``(T, P)`` -> memmap ``(P, T)``, split over the pool's workers by pixel bands."""
-    if pool is None:
-        transpose_to_memmap(os.fspath(scratch), os.fspath(out), P, T, offset=offset)
-        return
-    n = pool._processes
-    edges = np.linspace(0, P, 2 * n + 1).astype(int)
-    parts = [(os.fspath(scratch), os.fspath(out), P, T, offset, (int(a), int(b)))
-             for a, b in itertools.pairwise(edges) if b > a]
-    for _ in pool.imap_unordered(_transpose_part, parts):
-        pass
-
-
-def _run_chunks(rd, p: MotionParams, template, tmp: Path, T: int, ranges, sub: int, pool) -> dict:
-    """Process all chunks; return per-frame arrays and running sums (memory independent of T)."""
+def _register_all(rd, p: MotionParams, template, T: int, ranges, sub: int, pool, scratch) -> dict:
+    """Pass 1 over all chunks: per-frame arrays and running sums (memory independent of T)."""
     prog = Progress(T, "frames", log)
     if pool is None:
         corrector = Corrector(template, p)
-        it = (_process_chunk(rd, corrector, os.fspath(tmp), T, a, b, sub) for a, b in ranges)
+        it = (_register_chunk(rd, corrector, a, b, sub, scratch) for a, b in ranges)
     else:
-        it = pool.imap(_worker_chunk, ranges)
-    acc: dict = {"shifts": [], "pw": [], "corr_before": [], "corr_after": [], "vmin": np.inf, "vmax": -np.inf}
+        it = pool.imap(_worker_chunk, [(r, scratch) for r in ranges])
+    keys = ("shifts", "corr_before", "corr_after", "fmin", "fmax", "fnan")
+    acc: dict = {k: [] for k in keys + ("pw",)}
     for r in it:
-        for k in ("sum_b", "sum_a", "cnt_b", "cnt_a"):
+        for k in ("sum_b", "cnt_b"):
             if k in acc:
                 acc[k] += r[k]
             else:
                 acc[k] = r[k].copy()
-        for k in ("shifts", "corr_before", "corr_after"):
+        for k in keys:
             acc[k].append(r[k])
         if r["pw"] is not None:
             acc["pw"].append(r["pw"])
-        acc["vmin"] = min(acc["vmin"], r["vmin"])
-        acc["vmax"] = max(acc["vmax"], r["vmax"])
-        prog.update(r["stop"] - r["start"])
+        prog.update(r["stop"] - r["start"], "registering")
+    for k in keys:
+        acc[k] = np.concatenate(acc[k])
+    acc["pw"] = np.concatenate(acc["pw"]) if acc["pw"] else None
     return acc
+
+
+def _warp_all(rd, p: MotionParams, r1: dict, dims, T: int, offset: float, layout, state: str, out_path: str,
+              pool, nproc: int) -> dict:
+    """Pass 2: warp and write every column band; return the registered mean's sums and range."""
+    H, W = dims
+    pw = r1["pw"]
+    np.savez(state, shifts=r1["shifts"], pw=pw if pw is not None else np.zeros(0, np.float32),
+             frame_min=r1["fmin"], frame_nan=r1["fnan"])
+    moved = np.abs(pw if pw is not None else r1["shifts"])
+    margin = int(np.ceil(float(moved.max()) if moved.size else 0.0)) + 3
+    plan = plan_bands(dims, T, n_workers=nproc)
+    jobs = [BandJob(c0, c1, plan.window, margin, p.border_nan, offset) for c0, c1 in plan.bands]
+    p2 = _Pass2(state, out_path, layout, (p.strides, p.overlaps) if pw is not None else None)
+    log.info("writing the memmap in %d band(s) of ~%d columns, %d frame(s) at a time",
+             len(jobs), W // max(1, len(jobs)), plan.window)
+    prog = Progress(len(jobs), "bands", log)
+    if pool is None:
+        source = RawSource(layout if layout is not None else rd.movie)
+        cache: dict = {}
+        it = (_do_band(j, p2, source, cache) for j in jobs)
+    else:
+        it = pool.imap_unordered(_worker_band, [(j, p2) for j in jobs])
+    sum_a = np.zeros((H, W))
+    cnt_a = np.zeros((H, W))
+    vmin, vmax = np.inf, -np.inf
+    for r in it:
+        sum_a[:, r["c0"]:r["c1"]] = r["sum"]
+        cnt_a[:, r["c0"]:r["c1"]] = r["cnt"]
+        vmin, vmax = min(vmin, r["vmin"]), max(vmax, r["vmax"])
+        prog.update(1, "warping + writing")
+    return {"sum_a": sum_a, "cnt_a": cnt_a, "vmin": vmin - offset, "vmax": vmax - offset}
 
 
 def _write_outputs(out: Path, final: Path, p: MotionParams, dims, T: int, template, results: dict, offset: float,
                    elapsed: float, phases: dict, nproc: int, chunk: int) -> MotionResult:
-    shifts = np.concatenate(results["shifts"])
-    corr_b = np.concatenate(results["corr_before"])
-    corr_a = np.concatenate(results["corr_after"])
+    shifts, corr_b, corr_a = results["shifts"], results["corr_before"], results["corr_after"]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_b = (results["sum_b"] / results["cnt_b"]).astype(np.float32)
         mean_a = (results["sum_a"] / results["cnt_a"]).astype(np.float32)
@@ -452,7 +574,7 @@ def _write_outputs(out: Path, final: Path, p: MotionParams, dims, T: int, templa
     if p.pw_rigid and p.motion_correct:
         from cellextract.motion.piecewise import patch_grid
         grid = patch_grid(dims, strides=p.strides, overlaps=p.overlaps)
-        pw = np.concatenate(results["pw"])
+        pw = results["pw"]
         np.savez(out / "shifts_pw.npz", shifts=pw, starts_y=grid.starts_y, starts_x=grid.starts_x,
                  patch_size=np.array(grid.size), dims=np.array(dims))
         files["shifts_pw"] = "shifts_pw.npz"
