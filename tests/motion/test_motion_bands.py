@@ -1,0 +1,126 @@
+"""Band-wise warping and writing (pass 2) and raw column reads."""
+
+import os
+
+import numpy as np
+import pytest
+
+from cellextract.io import open_movie
+from cellextract.io.writers import write_tiff
+from cellextract.motion.apply import apply_field, shift_cubic
+from cellextract.motion.bands import BandJob, plan_bands, process_band, warp_field_band, warp_rigid_band
+from cellextract.motion.source import RawSource, raw_layout, scratch_layout
+
+
+def _frame(H=40, W=52, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.random((H, W)) * 100 + 10).astype(np.float32)
+
+
+@pytest.mark.parametrize("shift", [(0.3, -1.7), (-2.6, 2.2), (4.9, -4.9), (0.0, 0.5)])
+def test_rigid_band_equals_whole_frame_warp(shift):
+    f = _frame()
+    H, W = f.shape
+    whole = shift_cubic(f, *shift)
+    m = 8
+    for c0, c1 in [(0, 13), (13, 30), (30, 52), (0, 52)]:
+        s0, s1 = max(0, c0 - m), min(W, c1 + m)
+        band = warp_rigid_band(np.ascontiguousarray(f[:, s0:s1]), s0, c0, c1, shift)
+        np.testing.assert_allclose(band, whole[:, c0:c1], rtol=1e-6, atol=1e-4)
+
+
+def test_field_band_equals_whole_frame_remap():
+    f = _frame(seed=1)
+    H, W = f.shape
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    fy = (1.5 * np.sin(xx / 9) + 0.4).astype(np.float32)
+    fx = (-1.2 * np.cos(yy / 7)).astype(np.float32)
+    whole = apply_field(f, fy, fx, border_nan="copy")
+    m = 6
+    for c0, c1 in [(0, 20), (20, 52)]:
+        s0, s1 = max(0, c0 - m), min(W, c1 + m)
+        band, outside = warp_field_band(np.ascontiguousarray(f[:, s0:s1]), s0, c0, fy[:, c0:c1], fx[:, c0:c1], W)
+        np.testing.assert_allclose(band, whole[:, c0:c1], rtol=1e-5, atol=1e-3)
+        assert outside.shape == band.shape
+
+
+def test_plan_bands_whole_movie_and_windows():
+    p = plan_bands((512, 512), 3000, n_workers=2)
+    assert p.window == 3000 and p.bands[0][0] == 0 and p.bands[-1][1] == 512
+    assert all(b > a for a, b in p.bands) and len(p.bands) >= 4
+    long = plan_bands((512, 512), 30000, n_workers=2)
+    assert long.window < 30000
+    assert (long.bands[0][1] - long.bands[0][0]) * 512 * long.window * 4 <= 192 << 20
+    tiny = plan_bands((8, 5), 10, n_workers=4)
+    assert tiny.bands[0][0] == 0 and tiny.bands[-1][1] == 5
+
+
+@pytest.mark.parametrize("window", [7, 25])
+def test_process_band_writes_rows_in_fortran_order(tmp_path, window):
+    rng = np.random.default_rng(3)
+    T, H, W = 25, 12, 16
+    mov = (rng.random((T, H, W)) * 50 + 5).astype(np.float32)
+    shifts = rng.uniform(-2, 2, (T, 2))
+    out = tmp_path / "m.bin"
+    with open(out, "wb") as fh:
+        fh.truncate(H * W * T * 4)
+    fd = os.open(out, os.O_WRONLY)
+    fmin = mov.reshape(T, -1).min(axis=1).astype(np.float64)
+    for c0, c1 in [(0, 5), (5, 16)]:
+        job = BandJob(c0, c1, window, 6, "copy", 1.5)
+        r = process_band(job, RawSource(mov), fd, shifts=shifts, frame_min=fmin, frame_nan=np.zeros(T, bool))
+        assert r["sum"].shape == (H, c1 - c0) and np.all(r["cnt"] == T)
+    os.close(fd)
+    Yr = np.fromfile(out, np.float32).reshape(H * W, T)
+    for t in (0, 11, 24):
+        expect = np.maximum(shift_cubic(mov[t], *shifts[t]), fmin[t]) + 1.5
+        np.testing.assert_allclose(Yr[:, t], expect.ravel(order="F"), rtol=1e-5, atol=1e-3)
+
+
+def test_raw_source_reads_tiff_in_place_and_scratch(tmp_path):
+    rng = np.random.default_rng(4)
+    mov = rng.integers(0, 4000, (9, 10, 14)).astype(np.uint16)
+    path = tmp_path / "m.tif"
+    write_tiff(path, mov, fr=10.0)
+    with open_movie(path) as rd:
+        lay = raw_layout(rd)
+    assert lay is not None and lay.n_frames == 9
+    got = RawSource(lay).read_cols(2, 7, 3, 11)
+    np.testing.assert_array_equal(got, mov[2:7, :, 3:11].astype(np.float32))
+    sc = tmp_path / "raw.bin"
+    mov.astype(np.float32).tofile(sc)
+    got = RawSource(scratch_layout(str(sc), (10, 14), 9)).read_cols(0, 9, 0, 14)
+    np.testing.assert_array_equal(got, mov.astype(np.float32))
+
+
+def test_raw_source_real_isxd_matches_reader():
+    isxd = next((p for p in (os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
+                                          "inscopix", "movie_part2_108x123x63.isxd"),
+                             "/work/shared/data/inscopix/movie_part2_108x123x63.isxd") if os.path.exists(p)), None)
+    if isxd is None:
+        pytest.skip("shared Inscopix data not available")
+    with open_movie(isxd) as rd:
+        lay = raw_layout(rd)
+        ref = rd.read(0, rd.n_frames)
+    assert lay is not None
+    got = RawSource(lay).read_cols(0, lay.n_frames, 10, 60)
+    np.testing.assert_array_equal(got, ref[:, :, 10:60])
+
+
+@pytest.mark.parametrize("name", ["movie_part1_108x122x200.avi", "movie_part2_108x123x63.tiff"])
+def test_motion_correct_false_reproduces_real_movies(tmp_path, name):
+    """AVI (copied raw to a scratch file in pass 1) and TIFF (read in place): the memmap
+    holds exactly the reader's frames when no registration is done."""
+    from cellextract.io.memmap import frames_from_memmap, open_memmap
+    from cellextract.motion.run import motion_correct
+    path = next((p for p in (os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
+                                          "inscopix", name),
+                             f"/work/shared/data/inscopix/{name}") if os.path.exists(p)), None)
+    if path is None:
+        pytest.skip("shared Inscopix data not available")
+    with open_movie(path) as rd:
+        ref = rd.read(0, rd.n_frames)
+    r = motion_correct(path, tmp_path, "m", motion_correct=False, n_processes=2, chunk_frames=40)
+    Yr, dims, T = open_memmap(r.mmap_path)
+    np.testing.assert_array_equal(frames_from_memmap(Yr, dims, 0, T), ref + np.float32(r.offset))
+    assert not list(tmp_path.glob("*.partial*"))
