@@ -8,7 +8,13 @@ import pytest
 from cellextract.io import open_movie
 from cellextract.io.writers import write_tiff
 from cellextract.motion.apply import apply_field, shift_cubic
-from cellextract.motion.bands import BandJob, plan_bands, process_band, warp_field_band, warp_rigid_band
+from cellextract.motion.bands import (
+    BandJob,
+    plan_bands,
+    process_band,
+    warp_field_band,
+    warp_rigid_band,
+)
 from cellextract.motion.source import RawSource, raw_layout, scratch_layout
 
 
@@ -20,7 +26,7 @@ def _frame(H=40, W=52, seed=0):
 @pytest.mark.parametrize("shift", [(0.3, -1.7), (-2.6, 2.2), (4.9, -4.9), (0.0, 0.5)])
 def test_rigid_band_equals_whole_frame_warp(shift):
     f = _frame()
-    H, W = f.shape
+    _H, W = f.shape
     whole = shift_cubic(f, *shift)
     m = 8
     for c0, c1 in [(0, 13), (13, 30), (30, 52), (0, 52)]:
@@ -45,7 +51,7 @@ def test_field_band_equals_whole_frame_remap():
 
 
 def test_plan_bands_whole_movie_and_windows():
-    p = plan_bands((512, 512), 3000, n_workers=2)
+    p = plan_bands((512, 512), 3000)
     assert p.window == 3000 and p.bands[0][0] == 0 and p.bands[-1][1] == 512
     assert all(b > a for a, b in p.bands) and len(p.bands) >= 4
     long = plan_bands((512, 512), 30000, n_workers=2)

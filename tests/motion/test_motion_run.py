@@ -106,7 +106,7 @@ def test_piecewise_and_two_processes_match_one(tmp_path):
     np.testing.assert_allclose(r1.pw_shifts, r2.pw_shifts, atol=1e-5)
     a = np.asarray(open_memmap(r1.mmap_path)[0])
     b = np.asarray(open_memmap(r2.mmap_path)[0])
-    np.testing.assert_allclose(a, b, atol=1e-4)
+    np.testing.assert_array_equal(a, b)  # same work split whatever the number of processes
     z = np.load(tmp_path / "a" / "shifts_pw.npz")
     assert z["shifts"].shape == (48, 3, 3, 2)
     np.testing.assert_array_equal(z["starts_y"], [0, 24, 28])

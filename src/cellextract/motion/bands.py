@@ -18,6 +18,7 @@ so the written movie plus the offset is non-negative whatever the interpolation 
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ BAND_BYTES = 192 << 20  #: float32 buffer of one band (per worker process)
 MIN_BAND_COLS = 24  #: narrower bands re-read too much margin per frame
 FRAMES_PER_READ = 64  #: raw frames read (one band) at a time
 SUB_ROWS = 512  #: rows transposed and written together
+MIN_BANDS = 8  #: bands at least (work units shared by the processes)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,9 @@ def plan_bands(dims, T: int, *, n_workers: int = 1, budget: int = BAND_BYTES,
 
     Whole-movie bands (one sequential write per band) when at least ``min_cols``
     columns fit; otherwise ``min_cols``-wide bands over windows of frames. At least
-    ``2 * n_workers`` bands when the width allows, for load balance.
+    ``MIN_BANDS`` bands (8 px wide at least) for load balance. The plan does not depend
+    on ``n_workers`` (accepted for API stability), so the memmap is bit-identical
+    whatever the number of processes.
     """
     H, W = int(dims[0]), int(dims[1])
     min_cols = max(1, min(min_cols, W))
@@ -66,11 +70,9 @@ def plan_bands(dims, T: int, *, n_workers: int = 1, budget: int = BAND_BYTES,
         window = max(1, budget // (4 * H * cols))
     cols = int(min(cols, W))
     n = -(-W // cols)
-    want = 2 * max(1, n_workers)
-    if n < want:
-        n = max(n, min(want, W // max(1, min(min_cols, 8))))
+    n = max(n, min(MIN_BANDS, W // 8))
     edges = np.linspace(0, W, max(n, 1) + 1).round().astype(int)
-    return BandPlan([(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a], int(min(window, T)))
+    return BandPlan([(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a], int(min(window, T)))
 
 
 def warp_rigid_band(raw: np.ndarray, s0: int, c0: int, c1: int, shift, *, weights=None) -> np.ndarray:
@@ -227,45 +229,147 @@ def process_band(job: BandJob, source, fd: int, *, shifts: np.ndarray, frame_min
     T = source.n_frames
     c0, c1 = job.c0, job.c1
     bw = c1 - c0
-    s0, s1 = max(0, c0 - job.margin), min(W, c1 + job.margin)
+    M = job.margin
+    s0, s1 = max(0, c0 - M), min(W, c1 + M)
     buf = np.empty((min(job.window, T), bw * H), np.float32)
-    acc = np.zeros((H, bw), np.float64)
-    cnt = np.zeros((H, bw), np.float64)
-    clean, n_done = frame_nan is not None, 0  # no NaN so far: counts are the number of frames
+    acc = np.zeros(bw * H, np.float64)  # sums in the buffer's (Fortran) pixel order
+    cnt = np.zeros(bw * H, np.float64)
+    n_clean = 0  # frames summed without NaN checks (counted at the end)
     vmin, vmax = np.inf, -np.inf
-    raw = np.empty((FRAMES_PER_READ, H, s1 - s0), np.float32)
-    weights = _all_weights(shifts) if field is None else None
+    # raw columns with a margin of M on every side, edge-replicated where the frame ends
+    padded = np.empty((FRAMES_PER_READ, H + 2 * M, s1 - s0 + 2 * M), np.float32)
+    warp = _RigidWarp(shifts, s0, c0, c1, M, H) if field is None else _FieldWarp(field, s0, c0, c1, M, H, W)
+    may_nan = frame_nan is None or job.border_nan is True
     for t0 in range(0, T, job.window):
         t1 = min(T, t0 + job.window)
         for r0 in range(t0, t1, FRAMES_PER_READ):
             r1 = min(t1, r0 + FRAMES_PER_READ)
-            block = source.read_cols(r0, r1, s0, s1, out=raw[:r1 - r0])
-            for t in range(r0, r1):
-                img = _warp_one(block[t - r0], t, job, s0, W, shifts, frame_min, field, weights)
-                row = buf[t - t0].reshape(bw, H)
-                cv2.transpose(img, dst=row)
-                if clean and not (frame_nan is not None and frame_nan[t]) and job.border_nan is not True:
-                    cv2.accumulate(img, acc)
-                else:  # NaN frame or NaN pixels: count finite values only
-                    if clean:
-                        cnt[...] = n_done
-                        clean = False
-                    fin = np.isfinite(img)
-                    acc += np.where(fin, img, 0.0)
-                    cnt += fin
-                n_done += 1
+            n = r1 - r0
+            blk = padded[:n]
+            source.read_cols(r0, r1, s0, s1, out=blk[:, M:M + H, M:M + s1 - s0])
+            _replicate_edges(blk, M, left=s0 == 0, right=s1 == W)
+            rows = buf[r0 - t0:r1 - t0]
+            for i in range(n):
+                warp(blk[i], r0 + i, rows[i].reshape(bw, H))
+            fmin = frame_min[r0:r1].astype(np.float32)
+            empty = ~np.isfinite(fmin)
+            if empty.any():
+                rows[empty] = np.nan
+                fmin = np.where(empty, np.float32(0), fmin)
+            np.maximum(rows, fmin[:, None], out=rows)  # bicubic undershoot -> raw minimum
+            _fill_borders(rows, warp, r0, job, frame_min, bw, H, W)
+            if may_nan or empty.any() or frame_nan[r0:r1].any():
+                fin = np.isfinite(rows)
+                acc += np.where(fin, rows, 0).sum(axis=0, dtype=np.float64)
+                cnt += fin.sum(axis=0)
+            else:
+                acc += rows.sum(axis=0)
+                n_clean += n
         n = t1 - t0
         lo, hi = _finite_range(buf[:n])
         vmin, vmax = min(vmin, lo), max(vmax, hi)
         for j0 in range(0, bw * H, SUB_ROWS):
             j1 = min(bw * H, j0 + SUB_ROWS)
-            rows = cv2.transpose(buf[:n, j0:j1])
+            out_rows = cv2.transpose(buf[:n, j0:j1])
             if job.offset:
-                rows += np.float32(job.offset)
-            write_rows(fd, rows, c0 * H + j0, T, t0)
-    if clean:
-        cnt[...] = T
-    return {"c0": c0, "c1": c1, "sum": acc, "cnt": cnt, "vmin": vmin + job.offset, "vmax": vmax + job.offset}
+                out_rows += np.float32(job.offset)
+            write_rows(fd, out_rows, c0 * H + j0, T, t0)
+    cnt += n_clean
+    return {"c0": c0, "c1": c1, "sum": acc.reshape(bw, H).T, "cnt": cnt.reshape(bw, H).T,
+            "vmin": vmin + job.offset, "vmax": vmax + job.offset}
+
+
+def _replicate_edges(blk: np.ndarray, M: int, *, left: bool, right: bool) -> None:
+    """Fill the margin of ``blk (n, H + 2M, w + 2M)`` by edge replication: rows always,
+    columns only where the frame ends (elsewhere the margin stays unused)."""
+    if M == 0:
+        return
+    H = blk.shape[1] - 2 * M
+    blk[:, :M] = blk[:, M:M + 1]
+    blk[:, M + H:] = blk[:, M + H - 1:M + H]
+    if left:
+        blk[:, :, :M] = blk[:, :, M:M + 1]
+    if right:
+        blk[:, :, -M:] = blk[:, :, -M - 1:-M]
+
+
+class _RigidWarp:
+    """Exact separable bicubic translation of a band, written transposed into ``dst``."""
+
+    def __init__(self, shifts, s0, c0, c1, M, H):
+        self.shifts = np.asarray(shifts, np.float64)
+        self.ky, self.kx = _all_weights(self.shifts)
+        src = -self.shifts
+        self.i = np.floor(src).astype(np.int64)
+        self.x_off = M + (c0 - s0)
+        self.bw, self.H, self.M = c1 - c0, H, M
+
+    def __call__(self, pad: np.ndarray, t: int, dst: np.ndarray) -> None:
+        iy, ix = int(self.i[t, 0]), int(self.i[t, 1])
+        H, bw, M = self.H, self.bw, self.M
+        if self.shifts[t, 0] == 0.0 and self.shifts[t, 1] == 0.0:
+            cv2.transpose(pad[M:M + H, self.x_off:self.x_off + bw], dst=dst)
+            return
+        y0, x0 = M + iy - 1, self.x_off + ix - 1
+        win = pad[y0:y0 + H + 3, x0:x0 + bw + 3]
+        f = cv2.sepFilter2D(win, cv2.CV_32F, self.kx[t], self.ky[t], anchor=(0, 0),
+                            borderType=cv2.BORDER_REPLICATE)
+        cv2.transpose(f[:H, :bw], dst=dst)
+
+    def outside(self, t: int, W: int):
+        """Row and column ranges ``(y0, y1, x0, x1)`` (frame coordinates) with a source."""
+        y0, y1 = _valid_range(float(self.shifts[t, 0]), self.H)
+        x0, x1 = _valid_range(float(self.shifts[t, 1]), W)
+        return y0, y1, x0, x1
+
+
+class _FieldWarp:
+    """Bicubic remap of a band by the spline shift field, written transposed into ``dst``."""
+
+    def __init__(self, field, s0, c0, c1, M, H, W):
+        self.field, self.c0, self.c1, self.M, self.W = field, c0, c1, M, W
+        self.ys = np.arange(H, dtype=np.float32)[:, None]
+        self.xs = np.arange(c0, c1, dtype=np.float32)[None, :]
+        self.shift_x = np.float32(M - s0)
+
+    def __call__(self, pad: np.ndarray, t: int, dst: np.ndarray) -> None:
+        fy, fx = self.field(t, self.c0, self.c1)
+        map_x = self.xs - fx
+        map_y = self.ys - fy
+        out = cv2.remap(pad, map_x + self.shift_x, map_y + np.float32(self.M), cv2.INTER_CUBIC,
+                        borderMode=cv2.BORDER_REPLICATE)
+        cv2.transpose(out, dst=dst)
+
+
+def _fill_borders(rows: np.ndarray, warp, r0: int, job: BandJob, frame_min, bw: int, H: int, W: int) -> None:
+    """Apply ``border_nan`` to pixels whose source lies outside the frame (rows in
+    transposed band layout ``(n, bw*H)``)."""
+    if job.border_nan == "copy":
+        return
+    for i in range(rows.shape[0]):
+        fmin = float(frame_min[r0 + i])
+        if not np.isfinite(fmin):
+            continue
+        val = fill_value(fmin, job.border_nan)
+        img_t = rows[i].reshape(bw, H)  # (x, y)
+        if isinstance(warp, _RigidWarp):
+            y0, y1, x0, x1 = warp.outside(r0 + i, W)
+            img_t[:, :y0] = val
+            img_t[:, y1:] = val
+            a, b = max(0, x0 - job.c0), min(bw, max(0, x1 - job.c0))
+            img_t[:a] = val
+            img_t[b:] = val
+        else:
+            warp_mask = _field_outside(warp, r0 + i)
+            img_t[warp_mask.T] = val
+
+
+def _field_outside(warp: _FieldWarp, t: int) -> np.ndarray:
+    fy, fx = warp.field(t, warp.c0, warp.c1)
+    map_x = warp.xs - fx
+    map_y = warp.ys - fy
+    H = map_y.shape[0]
+    return (map_x < -0.01) | (map_x > warp.W - 0.99) | (map_y < -0.01) | (map_y > H - 0.99)
 
 
 def _all_weights(shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -275,39 +379,6 @@ def _all_weights(shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ky = np.stack([cubic_weights(f) for f in frac[:, 0]]) if len(frac) else np.zeros((0, 4), np.float32)
     kx = np.stack([cubic_weights(f) for f in frac[:, 1]]) if len(frac) else np.zeros((0, 4), np.float32)
     return ky, kx
-
-
-def _warp_one(raw: np.ndarray, t: int, job: BandJob, s0: int, W: int, shifts, frame_min, field,
-              weights=None) -> np.ndarray:
-    """Warp, clamp and fill one frame's band ``(H, bw)``."""
-    H = raw.shape[0]
-    c0, c1 = job.c0, job.c1
-    fmin = float(frame_min[t])
-    if not np.isfinite(fmin):  # nothing finite in the frame
-        return np.full((H, c1 - c0), np.nan, np.float32)
-    val = fill_value(fmin, job.border_nan)
-    if field is None:
-        sy, sx = float(shifts[t, 0]), float(shifts[t, 1])
-        if sy == 0.0 and sx == 0.0:
-            return np.ascontiguousarray(raw[:, c0 - s0:c1 - s0])
-        img = warp_rigid_band(raw, s0, c0, c1, (sy, sx),
-                              weights=None if weights is None else (weights[0][t], weights[1][t]))
-        np.maximum(img, np.float32(fmin), out=img)
-        if val is not None:
-            y0, y1 = _valid_range(sy, H)
-            x0, x1 = _valid_range(sx, W)
-            img[:y0] = val
-            img[y1:] = val
-            a, b = max(0, x0 - c0), min(c1 - c0, max(0, x1 - c0))
-            img[:, :a] = val
-            img[:, b:] = val
-        return img
-    fy, fx = field(t, c0, c1)
-    img, outside = warp_field_band(raw, s0, c0, fy, fx, W)
-    np.maximum(img, np.float32(fmin), out=img)
-    if val is not None:
-        img[outside] = val
-    return img
 
 
 def _finite_range(a: np.ndarray) -> tuple[float, float]:

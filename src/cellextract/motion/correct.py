@@ -12,6 +12,8 @@ from cellextract.motion.filters import highpass, highpass_transfer
 from cellextract.motion.params import MotionParams
 from cellextract.motion.piecewise import (
     _weights as field_weights,
+)
+from cellextract.motion.piecewise import (
     apply_piecewise,
     patch_grid,
     patch_shifts,

@@ -13,6 +13,7 @@ to a frame-major float32 scratch file by the first pass, and read the same way.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -105,7 +106,7 @@ def _runs(seg: np.ndarray, idx: np.ndarray) -> list[tuple[int, int]]:
         return []
     brk = (np.diff(seg) != 0) | (np.diff(idx) != 1) | (idx[1:] < 0) | (idx[:-1] < 0)
     edges = np.concatenate([[0], np.flatnonzero(brk) + 1, [n]])
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
 class RawSource:
