@@ -136,15 +136,17 @@ def init_patch(Yp: np.ndarray, pdims, *, o: dict):
     -------
     (A (h*w, K) csc, C (K, T), cn (h, w), pnr (h, w))
     """
-    Y = rows_to_frames(Yp, pdims)
     cn = pnr = None
+    corr_pnr = o["init_fn"] is None and o["method_init"] == "corr_pnr"
+    Y = None if corr_pnr else rows_to_frames(Yp, pdims)   # corr_pnr averages rows first
     if o["init_fn"] is not None:
         A, C = o["init_fn"](Y)
-    elif o["method_init"] == "corr_pnr":
+    elif corr_pnr:
         from cellextract.cnmf.init_corr_pnr import init_corr_pnr
-        r = init_corr_pnr(Y, gSig=o["gSig"], gSiz=o["gSiz"], min_corr=o["min_corr"],
-                          min_pnr=o["min_pnr"], K=o["K"], center_psf=o["center_psf"],
-                          tsub=o["tsub"], ssub=o["ssub"], pnr_noise=o["pnr_noise"])
+        r = init_corr_pnr(Yp, rows_dims=pdims, gSig=o["gSig"], gSiz=o["gSiz"],
+                          min_corr=o["min_corr"], min_pnr=o["min_pnr"], K=o["K"],
+                          center_psf=o["center_psf"], tsub=o["tsub"], ssub=o["ssub"],
+                          pnr_noise=o["pnr_noise"])
         A, C, cn, pnr = r.A, r.C, r.cn, r.pnr
     elif o["method_init"] == "greedy_roi":
         from cellextract.cnmf.init_greedy import init_greedy_roi
@@ -354,7 +356,7 @@ def residual_init_patch(Yp: np.ndarray, pdims, *, A_p, C_p, o: dict):
         ch = slice(t0, min(T, t0 + 1000))
         R[:, ch] -= np.asarray(A_p @ C_p[:, ch], np.float32)
         R[:, ch] -= np.asarray(ring.background(R[:, ch]), np.float32)
-    r = init_corr_pnr(rows_to_frames(R, pdims), gSig=o["gSig"], gSiz=o["gSiz"],
+    r = init_corr_pnr(R, rows_dims=pdims, gSig=o["gSig"], gSiz=o["gSiz"],
                       min_corr=o["min_corr"], min_pnr=o["min_pnr"], K=o["K"],
                       center_psf=o["center_psf"], tsub=o["tsub"], ssub=o["ssub"],
                       pnr_noise=o["pnr_noise"])

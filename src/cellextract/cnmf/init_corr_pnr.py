@@ -148,6 +148,32 @@ def _resize_image(img: np.ndarray, dims) -> np.ndarray:
 # --------------------------------------------------------------------------- one neuron
 
 
+def _rows_to_frames(X: np.ndarray, dims) -> np.ndarray:
+    """Memmap-layout rows (h*w, n) (Fortran pixel order) to frames (n, h, w), float32."""
+    h, w = dims
+    return np.ascontiguousarray(X.reshape(w, h, X.shape[1]).transpose(2, 1, 0), dtype=np.float32)
+
+
+def _average_rows(Y: np.ndarray, dims, tsub: int, ssub: int) -> np.ndarray:
+    """Frames (Td, hd, wd) averaged as :func:`downsample_movie` from memmap-layout rows
+    (h*w, T): the time bins are averaged along the contiguous rows first, so only the
+    ``tsub`` times smaller result is transposed."""
+    Y = np.asarray(Y, np.float32)
+    if not np.isfinite(Y).all():
+        Y = fill_nonfinite(Y.copy())
+    T = Y.shape[1]
+    n = T // tsub
+    if tsub > 1:                 # sum of strided column slices (fast; a reduction over a
+        Yb = Y[:, 0:n * tsub:tsub].copy()      # length-tsub last axis is slow in numpy)
+        for j in range(1, tsub):
+            Yb += Y[:, j:n * tsub:tsub]
+        Yb *= np.float32(1.0 / tsub)
+        if n * tsub < T:
+            Yb = np.concatenate([Yb, Y[:, n * tsub:].mean(axis=1, keepdims=True)], axis=1)
+        Y = Yb
+    return downsample_movie(_rows_to_frames(Y, dims), 1, ssub)
+
+
 def _box(center, R, shape):
     r, c = center
     return (slice(max(r - R, 0), min(r + R + 1, shape[0])),
@@ -183,8 +209,10 @@ def _ring_traces(Yp: np.ndarray, center, R: int, width: int) -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
-def _regress(Rb: np.ndarray, c: np.ndarray, G: np.ndarray):
+def _regress(Rb: np.ndarray, c: np.ndarray, G: np.ndarray, *, centred: bool = False):
     """Least squares of pixel traces Rb (n, T) on [1, c, G] (G: (m, T) background traces).
+
+    ``centred``: the rows of ``Rb`` already have zero mean (saves a copy of ``Rb``).
 
     Returns
     -------
@@ -194,7 +222,7 @@ def _regress(Rb: np.ndarray, c: np.ndarray, G: np.ndarray):
         Their t-values.
     """
     T = Rb.shape[1]
-    Rc = Rb - Rb.mean(axis=1)[:, None]
+    Rc = Rb if centred else Rb - Rb.mean(axis=1)[:, None]
     D = np.vstack([c[None], G]).astype(np.float32)
     D = D - D.mean(axis=1, keepdims=True)  # (1 + m, T), centred
     Gm = D.astype(np.float64) @ D.T.astype(np.float64)
@@ -241,12 +269,13 @@ def _estimate_neuron(Yp: np.ndarray, Fp: np.ndarray, seed, R: int, kernel: np.nd
     seed_rc = (seed[0] - box[0].start, seed[1] - box[1].start)
     bh, bw = box[0].stop - box[0].start, box[1].stop - box[1].start
     kr = kernel.shape[0] // 2, kernel.shape[1] // 2
-    Rb = Yp[box[0], box[1]].reshape(bh * bw, -1)
+    Rb = np.array(Yp[box[0], box[1]], dtype=np.float32).reshape(bh * bw, -1)   # a copy
+    Rb -= Rb.mean(axis=1, keepdims=True)         # centred once for the n_iter regressions
     G = _ring_traces(Yp, seed, R, 2)
     c = Fp[seed[0], seed[1]].astype(np.float32).copy()
     img = np.zeros(Yp.shape[:2], np.float32)
     for _ in range(n_iter):
-        coef, tval = _regress(Rb, c, G)
+        coef, tval = _regress(Rb, c, G, centred=True)
         a = _clean(coef.reshape(bh, bw), tval.reshape(bh, bw), seed_rc)
         if not a.any():
             return None
@@ -283,13 +312,15 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz=None, min_corr: float, min_pnr: f
                   center_psf: bool = True, tsub: int = 1, ssub: int = 1, min_pixel: int = 3,
                   seed_mask: np.ndarray | None = None, noise_thr: float = 3.0,
                   min_rise: float = 5.0, min_consistency: float = 0.4,
-                  pnr_noise: str = "psd") -> InitResult:
+                  pnr_noise: str = "psd", rows_dims: tuple[int, int] | None = None) -> InitResult:
     """CNMF-E greedy initialisation of footprints and traces.
 
     Parameters
     ----------
     Y : ndarray, shape (T, h, w), float32
-        Movie (or patch) in raw intensity units.
+        Movie (or patch) in raw intensity units; or, with ``rows_dims``, in memmap
+        layout (h*w, T) (Fortran pixel order), averaged over ``tsub`` frames before
+        being transposed to frames (cheaper: the full-rate data are never transposed).
     gSig : float or pair
         Gaussian width of a neuron (pixels, full resolution).
     gSiz : int or pair, optional
@@ -322,6 +353,8 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz=None, min_corr: float, min_pnr: f
     pnr_noise : {'robust', 'psd', 'mad'}
         Noise estimate of the filtered traces for the PNR
         (:func:`cellextract.cnmf.summary.baseline_noise`).
+    rows_dims : (int, int), optional
+        ``(h, w)`` when ``Y`` is given as rows (h*w, T).
 
     Returns
     -------
@@ -331,16 +364,22 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz=None, min_corr: float, min_pnr: f
     """
     t_start = time.perf_counter()
     Y = np.asarray(Y)
-    if Y.ndim != 3:
+    if rows_dims is not None:
+        if Y.ndim != 2 or Y.shape[0] != rows_dims[0] * rows_dims[1]:
+            raise ParameterError(f"init_corr_pnr: rows of shape {Y.shape} do not match {rows_dims}")
+        T, h, w = Y.shape[1], int(rows_dims[0]), int(rows_dims[1])
+    elif Y.ndim != 3:
         raise ParameterError(f"init_corr_pnr expects a (T, h, w) movie, got shape {Y.shape}")
-    tsub, ssub = max(1, min(int(tsub), Y.shape[0] // 2)), max(1, int(ssub))  # keep >= 2 frames
+    else:
+        T, h, w = Y.shape
+    tsub, ssub = max(1, min(int(tsub), T // 2)), max(1, int(ssub))  # keep >= 2 frames
     if K is not None and int(K) < 0:
         raise ParameterError(f"K must be None or >= 0, got {K}")
-    T, h, w = Y.shape
     gs = tuple(s / ssub for s in as_pair(gSig, "gSig"))
     gz = as_pair(gSiz if gSiz is not None else odd_size(None, gSig), "gSiz")
     R = int(max(max(gz) / ssub // 2, np.ceil(2 * max(gs))))
-    Yd = downsample_movie(Y, tsub, ssub)
+    Yd = (downsample_movie(Y, tsub, ssub) if rows_dims is None
+          else _average_rows(Y, (h, w), tsub, ssub))
     hd, wd = Yd.shape[1:]
 
     kernel = summary_kernel(gs, None, center_psf=center_psf)

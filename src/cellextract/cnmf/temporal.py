@@ -89,9 +89,12 @@ def update_temporal(C: np.ndarray, U: np.ndarray, V: np.ndarray, *, p: int, g=No
     sn = np.zeros(K, np.float32)
     lam = np.zeros(K, np.float32)
     G = np.zeros((K, p), np.float32)
+    # V is sparse (only components with overlapping footprints interact): the residual
+    # of component k needs only its neighbours' traces, O(T * degree) instead of O(T * K)
+    nbr = [np.flatnonzero(V[k]) for k in range(K)]
     for _ in range(max(1, n_iter)):
         for k in range(K):
-            y = C[k] + (U[k] - V[k] @ C) / d[k]
+            y = C[k] + (U[k] - V[k, nbr[k]] @ C[nbr[k]]) / d[k]
             sn[k] = trace_noise(y, noise_range=noise_range, noise_method=noise_method)
             c, s, b, gk, lk = deconvolve_trace(
                 y, p=p, g=None if g is None else g[k], sn=sn[k], bas_nonneg=bas_nonneg,
