@@ -28,7 +28,7 @@ from cellextract.motion.register import (
 )
 
 #: Frequency band of the integer patch search (see :func:`register_spectra`).
-COARSE_BAND = 1.0
+COARSE_BAND = 0.5
 
 
 def _starts(n: int, size: int, stride: int) -> np.ndarray:

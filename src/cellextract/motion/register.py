@@ -196,7 +196,7 @@ def _argmax2(vals: np.ndarray, refine: bool):
 
 
 def register_spectra(spectra: np.ndarray, template_spectra: np.ndarray, shape: tuple[int, int], *,
-                     lo, hi, upsample: int = 10, workers: int = 1, coarse_band: float = 1.0,
+                     lo, hi, upsample: int = 10, workers: int = 1, coarse_band: float = 0.5,
                      band: float = 1.0) -> np.ndarray:
     """Registration shifts of images given their spectra, with bounded search.
 
