@@ -20,6 +20,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import resource
 import shlex
@@ -116,17 +117,18 @@ def _motion_child(movie: str, out: str, kw: dict, q) -> None:
     try:
         with open_movie(movie) as rd:
             q.put(motion_correct(rd, out, "bench", **kw))
-    except BaseException as exc:  # report to the parent
+    except BaseException as exc:  # noqa: BLE001 - report any failure to the parent
         q.put(exc)
 
 
 def run_case(workdir: Path, *, kind: str, size: int, frames: int, motion: str, n_processes: int,
-             max_shift: float, seed: int) -> dict:
+             max_shift: float, seed: int, keep: bool = False) -> dict:
     ext, dtype = (".isxd", np.uint16) if kind == "1p" else (".tif", np.float32)
-    movie = workdir / f"sim_{kind}_{size}_{frames}_{motion}{ext}"
+    movie = workdir / f"sim_{kind}_{size}_{frames}_{motion}_s{seed}{ext}"
     t0 = time.perf_counter()
-    write_simulation(movie, kind=kind, dims=(size, size), frames=frames, motion=motion,
-                     max_shift=max_shift, seed=seed, dtype=dtype, n_neurons=max(20, size * size // 450))
+    if not (keep and movie.exists() and movie.with_name(f"{movie.stem}_truth.h5").exists()):
+        write_simulation(movie, kind=kind, dims=(size, size), frames=frames, motion=motion,
+                         max_shift=max_shift, seed=seed, dtype=dtype, n_neurons=max(20, size * size // 450))
     t_sim = time.perf_counter() - t0
     truth = load_truth(movie.with_name(f"{movie.stem}_truth.h5"))
     out = workdir / f"out_{kind}_{size}_{motion}"
@@ -157,7 +159,8 @@ def run_case(workdir: Path, *, kind: str, size: int, frames: int, motion: str, n
         row["field_rmse"] = row["field_rmse_global"] = float("nan")
     for p in out.glob("*.mmap"):
         p.unlink()
-    movie.unlink(missing_ok=True)
+    if not keep:
+        movie.unlink(missing_ok=True)
     return row
 
 
@@ -199,16 +202,22 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--quick", action="store_true", help="128x128x300, 1P+2P, rigid+pw (smoke test)")
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS_motion.md")
+    ap.add_argument("--keep-movies", action="store_true",
+                    help="keep the simulated movies in --workdir and reuse them (same name = same parameters)")
     a = ap.parse_args(argv)
     if a.quick:
         a.sizes, a.frames = [128], 300
     rows = []
-    with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
+    if a.keep_movies and not a.workdir:
+        ap.error("--keep-movies needs --workdir")
+    with (contextlib.nullcontext(a.workdir) if a.keep_movies else tempfile.TemporaryDirectory(dir=a.workdir)) as tmp:
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         for size in a.sizes:
             for kind in a.kinds:
                 for motion in a.motions:
                     r = run_case(Path(tmp), kind=kind, size=size, frames=a.frames, motion=motion,
-                                 n_processes=a.n_processes, max_shift=a.max_shift, seed=a.seed)
+                                 n_processes=a.n_processes, max_shift=a.max_shift, seed=a.seed,
+                                 keep=a.keep_movies)
                     rows.append(r)
                     print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()),
                           flush=True)

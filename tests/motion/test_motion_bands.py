@@ -130,3 +130,10 @@ def test_motion_correct_false_reproduces_real_movies(tmp_path, name):
     Yr, dims, T = open_memmap(r.mmap_path)
     np.testing.assert_array_equal(frames_from_memmap(Yr, dims, 0, T), ref + np.float32(r.offset))
     assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_vectorised_cubic_weights_match():
+    from cellextract.motion.apply import cubic_weights
+    from cellextract.motion.bands import cubic_weights_many
+    t = np.linspace(0, 0.999, 37)
+    np.testing.assert_allclose(cubic_weights_many(t), np.stack([cubic_weights(v) for v in t]), atol=1e-7)

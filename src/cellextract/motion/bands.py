@@ -31,7 +31,7 @@ BAND_BYTES = 192 << 20  #: float32 buffer of one band (per worker process)
 MIN_BAND_COLS = 24  #: narrower bands re-read too much margin per frame
 FRAMES_PER_READ = 64  #: raw frames read (one band) at a time
 SUB_ROWS = 512  #: rows transposed and written together
-MIN_BANDS = 8  #: bands at least (work units shared by the processes)
+MIN_BANDS = 4  #: bands at least (work units shared by the processes)
 
 
 @dataclass(frozen=True)
@@ -231,13 +231,17 @@ def process_band(job: BandJob, source, fd: int, *, shifts: np.ndarray, frame_min
     bw = c1 - c0
     M = job.margin
     s0, s1 = max(0, c0 - M), min(W, c1 + M)
-    buf = np.empty((min(job.window, T), bw * H), np.float32)
+    buf = _scratch("buf", (min(job.window, T), bw * H), np.float32)
     acc = np.zeros(bw * H, np.float64)  # sums in the buffer's (Fortran) pixel order
     cnt = np.zeros(bw * H, np.float64)
     n_clean = 0  # frames summed without NaN checks (counted at the end)
     vmin, vmax = np.inf, -np.inf
-    # raw columns with a margin of M on every side, edge-replicated where the frame ends
-    padded = np.empty((FRAMES_PER_READ, H + 2 * M, s1 - s0 + 2 * M), np.float32)
+    # raw columns with a margin of M on every side, edge-replicated where the frame ends;
+    # read in the stored type (uint16: half the bytes), converted block-wise (contiguous)
+    shape = (FRAMES_PER_READ, H + 2 * M, s1 - s0 + 2 * M)
+    native = _scratch("native", shape, getattr(source, "dtype", np.float32))
+    padded = native if native.dtype == np.float32 else _scratch("padded", shape, np.float32)
+    rows_out = _scratch("rows", (min(SUB_ROWS, bw * H), min(job.window, T)), np.float32)
     warp = _RigidWarp(shifts, s0, c0, c1, M, H) if field is None else _FieldWarp(field, s0, c0, c1, M, H, W)
     may_nan = frame_nan is None or job.border_nan is True
     for t0 in range(0, T, job.window):
@@ -245,9 +249,14 @@ def process_band(job: BandJob, source, fd: int, *, shifts: np.ndarray, frame_min
         for r0 in range(t0, t1, FRAMES_PER_READ):
             r1 = min(t1, r0 + FRAMES_PER_READ)
             n = r1 - r0
+            nat = native[:n]
+            missing = source.read_native(r0, r1, s0, s1, out=nat[:, M:M + H, M:M + s1 - s0])
+            _replicate_edges(nat, M, left=s0 == 0, right=s1 == W)
             blk = padded[:n]
-            source.read_cols(r0, r1, s0, s1, out=blk[:, M:M + H, M:M + s1 - s0])
-            _replicate_edges(blk, M, left=s0 == 0, right=s1 == W)
+            if blk is not nat:
+                blk[...] = nat
+            if missing.any():
+                blk[missing] = np.nan
             rows = buf[r0 - t0:r1 - t0]
             for i in range(n):
                 warp(blk[i], r0 + i, rows[i].reshape(bw, H))
@@ -270,13 +279,34 @@ def process_band(job: BandJob, source, fd: int, *, shifts: np.ndarray, frame_min
         vmin, vmax = min(vmin, lo), max(vmax, hi)
         for j0 in range(0, bw * H, SUB_ROWS):
             j1 = min(bw * H, j0 + SUB_ROWS)
-            out_rows = cv2.transpose(buf[:n, j0:j1])
+            out_rows = rows_out[:j1 - j0, :n]
+            cv2.transpose(buf[:n, j0:j1], dst=out_rows)
             if job.offset:
                 out_rows += np.float32(job.offset)
             write_rows(fd, out_rows, c0 * H + j0, T, t0)
     cnt += n_clean
     return {"c0": c0, "c1": c1, "sum": acc.reshape(bw, H).T, "cnt": cnt.reshape(bw, H).T,
             "vmin": vmin + job.offset, "vmax": vmax + job.offset}
+
+
+_SCRATCH: dict = {}
+
+
+def _scratch(key: str, shape: tuple, dtype) -> np.ndarray:
+    """A work array of ``shape`` reused from band to band in this process (a fresh
+    192 MB buffer per band would cost ~50k first-touch page faults each time)."""
+    n = int(np.prod(shape))
+    dtype = np.dtype(dtype)
+    a = _SCRATCH.get(key)
+    if a is None or a.dtype != dtype or a.size < n:
+        _SCRATCH.pop(key, None)
+        a = _SCRATCH[key] = np.empty(n, dtype)
+    return a[:n].reshape(shape)
+
+
+def release_scratch() -> None:
+    """Free the work arrays kept by :func:`process_band`."""
+    _SCRATCH.clear()
 
 
 def _replicate_edges(blk: np.ndarray, M: int, *, left: bool, right: bool) -> None:
@@ -374,11 +404,18 @@ def _field_outside(warp: _FieldWarp, t: int) -> np.ndarray:
 
 def _all_weights(shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(T, 4)`` bicubic tap weights along y and x for every frame's rigid shift."""
-    src = -np.asarray(shifts, np.float64)
+    src = -np.asarray(shifts, np.float64).reshape(-1, 2)
     frac = src - np.floor(src)
-    ky = np.stack([cubic_weights(f) for f in frac[:, 0]]) if len(frac) else np.zeros((0, 4), np.float32)
-    kx = np.stack([cubic_weights(f) for f in frac[:, 1]]) if len(frac) else np.zeros((0, 4), np.float32)
-    return ky, kx
+    return cubic_weights_many(frac[:, 0]), cubic_weights_many(frac[:, 1])
+
+
+def cubic_weights_many(t: np.ndarray, a: float = -0.75) -> np.ndarray:
+    """``(n, 4)`` Keys cubic weights (as :func:`cellextract.motion.apply.cubic_weights`)
+    for fractional positions ``t (n,)`` in [0, 1)."""
+    x = np.abs(np.asarray(t, np.float64)[:, None] - np.array([-1.0, 0.0, 1.0, 2.0]))
+    near = (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1
+    far = a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a
+    return np.where(x <= 1.0, near, far).astype(np.float32)
 
 
 def _finite_range(a: np.ndarray) -> tuple[float, float]:

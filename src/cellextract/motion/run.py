@@ -47,7 +47,7 @@ import numpy as np
 from cellextract.errors import InputError
 from cellextract.io.memmap import memmap_name
 from cellextract.log import Progress, get_logger
-from cellextract.motion.bands import BandJob, plan_bands, process_band
+from cellextract.motion.bands import BandJob, plan_bands, process_band, release_scratch
 from cellextract.motion.correct import Corrector
 from cellextract.motion.params import MotionParams, check_params
 from cellextract.motion.source import RawSource, raw_layout, scratch_layout
@@ -267,6 +267,17 @@ def _worker_init(spec, params: dict, template_path: str, sub: int) -> None:
     _W.update(spec=spec, params=params, template_path=template_path, sub=sub)
 
 
+def _trim_heap() -> None:
+    """Return freed heap memory to the OS (glibc keeps it otherwise, counted in the RSS)."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_reader():
     if "reader" not in _W:
         _W["reader"] = _open_spec(_W["spec"])
@@ -287,6 +298,9 @@ def _worker_chunk(args) -> dict:
 
 def _worker_band(args) -> dict:
     job, p2 = args
+    if "corrector" in _W:  # pass 1 is over in this worker: give its memory back first
+        del _W["corrector"]
+        _trim_heap()
     if _W.get("source_of") != p2.state:
         src = p2.source if p2.source is not None else _worker_reader().movie  # in-memory movie
         _W.update(source_of=p2.state, source=RawSource(src))
@@ -555,6 +569,8 @@ def _warp_all(rd, p: MotionParams, r1: dict, dims, T: int, offset: float, layout
         cnt_a[:, r["c0"]:r["c1"]] = r["cnt"]
         vmin, vmax = min(vmin, r["vmin"]), max(vmax, r["vmax"])
         prog.update(1, "warping + writing")
+    if pool is None:
+        release_scratch()
     return {"sum_a": sum_a, "cnt_a": cnt_a, "vmin": vmin - offset, "vmax": vmax - offset}
 
 

@@ -122,26 +122,57 @@ class RawSource:
         if isinstance(layout, np.ndarray):
             self.array, self.layout = layout, None
             self.n_frames, self.dims = int(layout.shape[0]), (int(layout.shape[1]), int(layout.shape[2]))
+            self.dtype = np.dtype(np.float32)
         else:
             self.array, self.layout = None, layout
             self.n_frames, self.dims = layout.n_frames, tuple(layout.dims)
+            kinds = {np.dtype(dt) for _, _, dt in layout.files}
+            # one stored type: blocks are read in it (half the bytes of float32 for uint16)
+            self.dtype = kinds.pop() if len(kinds) == 1 else np.dtype(np.float32)
+            if self.dtype.kind not in "uif" or self.dtype.itemsize > 4:
+                self.dtype = np.dtype(np.float32)
+
+    def read_native(self, t0: int, t1: int, c0: int, c1: int, out: np.ndarray) -> np.ndarray:
+        """Frames ``t0:t1``, columns ``c0:c1`` into ``out`` ``(n, H, c1 - c0)`` of
+        :attr:`dtype` (no conversion when it is the stored type).
+
+        Returns
+        -------
+        np.ndarray
+            ``(n,)`` bool, frames not stored (to be set to NaN by the caller; a NaN
+            cannot be stored in an integer ``out``).
+        """
+        n = t1 - t0
+        missing = np.zeros(n, bool)
+        if self.array is not None:
+            out[...] = self.array[t0:t1, :, c0:c1]
+            return missing
+        self._read_runs(t0, t1, c0, c1, out, missing)
+        return missing
 
     def read_cols(self, t0: int, t1: int, c0: int, c1: int, out: np.ndarray | None = None) -> np.ndarray:
         """Frames ``t0:t1``, columns ``c0:c1`` as float32 ``(n, H, c1 - c0)`` (NaN frames for
         frames not stored)."""
-        H, W = self.dims
+        H = self.dims[0]
         n = t1 - t0
         if out is None:
             out = np.empty((n, H, c1 - c0), np.float32)
         if self.array is not None:
             out[...] = self.array[t0:t1, :, c0:c1]
             return out
+        missing = np.zeros(n, bool)
+        self._read_runs(t0, t1, c0, c1, out, missing)
+        out[missing] = np.nan
+        return out
+
+    def _read_runs(self, t0: int, t1: int, c0: int, c1: int, out: np.ndarray, missing: np.ndarray) -> None:
+        H, W = self.dims
         lay = self.layout
         seg, idx = lay.seg[t0:t1], lay.idx[t0:t1]
         for a, b in _runs(seg, idx):
             k0 = int(idx[a])
             if k0 < 0:
-                out[a:b] = np.nan
+                missing[a:b] = True
                 continue
             path, off, dt = lay.files[int(seg[a])]
             dtype = np.dtype(dt)
@@ -152,4 +183,3 @@ class RawSource:
                 mm = np.memmap(path, dtype=dtype, mode="r", offset=off + (k0 + s - a) * fb, shape=(e - s, H, W))
                 out[s:e] = mm[:, :, c0:c1]
                 del mm  # unmapped now: no page stays mapped (nor counted in the RSS)
-        return out
