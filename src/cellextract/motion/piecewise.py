@@ -27,8 +27,12 @@ from cellextract.motion.register import (
     tukey_window,
 )
 
-#: Frequency band of the integer patch search (see :func:`register_spectra`).
+#: Frequency bands (|f| <= band / 2 cycles/px, see :func:`register_spectra`) of the integer
+#: patch search and of the sub-pixel stage. Half band: 4x less work, and on the simulator the
+#: same field error on 1P (0.086 px) and lower on 2P (0.080 vs 0.084 px: the dropped band is
+#: mostly noise, the template patches carry < 0.3 % of their energy there).
 COARSE_BAND = 0.5
+FINE_BAND = 0.5
 
 
 def _starts(n: int, size: int, stride: int) -> np.ndarray:
@@ -115,7 +119,7 @@ def template_patch_spectra(template: np.ndarray, grid: PatchGrid, *, gSig_filt=N
 
 def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, rigid: np.ndarray, *,
                  max_deviation_rigid=3, gSig_filt=None, upsample: int = 10,
-                 coarse_band: float = COARSE_BAND) -> np.ndarray:
+                 coarse_band: float = COARSE_BAND, band: float = FINE_BAND) -> np.ndarray:
     """Per-patch registration shifts bounded around the rigid shifts.
 
     Each raw-frame patch is cut at the template patch position moved by the rounded rigid
@@ -143,8 +147,9 @@ def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, 
         High-pass width (frames are filtered whole, then cut).
     upsample : int
         Sub-pixel factor.
-    coarse_band : float
-        Frequency band of the integer search (:func:`register_spectra`).
+    coarse_band, band : float
+        Frequency bands of the integer search and of the sub-pixel stage
+        (:func:`register_spectra`).
 
     Returns
     -------
@@ -172,7 +177,7 @@ def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, 
     lo = np.clip(r - dev - e, -lim, lim)
     hi = np.maximum(np.clip(r + dev - e, -lim, lim), lo)
     s = register_spectra(spec.reshape((n * gy * gx,) + spec.shape[-2:]), None, (py, px), lo=lo, hi=hi,
-                         upsample=upsample, coarse_band=coarse_band)
+                         upsample=upsample, coarse_band=coarse_band, band=band)
     return (s + e).reshape(n, gy, gx, 2).astype(np.float32)
 
 
