@@ -50,7 +50,7 @@ class BandPlan:
     window: int
 
 
-def plan_bands(dims, T: int, *, n_workers: int = 1, budget: int = BAND_BYTES,
+def plan_bands(dims, T: int, *, n_workers: int = 1, budget: int | None = None,
                min_cols: int = MIN_BAND_COLS) -> BandPlan:
     """Choose column bands and the frame window so one band buffer fits ``budget`` bytes.
 
@@ -61,6 +61,7 @@ def plan_bands(dims, T: int, *, n_workers: int = 1, budget: int = BAND_BYTES,
     whatever the number of processes.
     """
     H, W = int(dims[0]), int(dims[1])
+    budget = BAND_BYTES if budget is None else int(budget)
     min_cols = max(1, min(min_cols, W))
     cols = budget // (4 * H * max(T, 1))
     if cols >= min_cols:
@@ -187,6 +188,10 @@ class BandJob:
         Fill mode.
     offset : float
         Added to every written value.
+    t0, t1 : int
+        Frames to do (default all); jobs of one band over successive windows let the
+        work go window by window over the movie, so a long input is read from the page
+        cache (one window at a time) rather than from disk once per band.
     """
 
     c0: int
@@ -195,6 +200,8 @@ class BandJob:
     margin: int
     border_nan: object
     offset: float
+    t0: int = 0
+    t1: int | None = None
 
 
 def process_band(job: BandJob, source, fd: int, *, shifts: np.ndarray, frame_min: np.ndarray,
@@ -244,8 +251,9 @@ def process_band(job: BandJob, source, fd: int, *, shifts: np.ndarray, frame_min
     rows_out = _scratch("rows", (min(SUB_ROWS, bw * H), min(job.window, T)), np.float32)
     warp = _RigidWarp(shifts, s0, c0, c1, M, H) if field is None else _FieldWarp(field, s0, c0, c1, M, H, W)
     may_nan = frame_nan is None or job.border_nan is True
-    for t0 in range(0, T, job.window):
-        t1 = min(T, t0 + job.window)
+    t_stop = T if job.t1 is None else min(T, job.t1)
+    for t0 in range(job.t0, t_stop, job.window):
+        t1 = min(t_stop, t0 + job.window)
         for r0 in range(t0, t1, FRAMES_PER_READ):
             r1 = min(t1, r0 + FRAMES_PER_READ)
             n = r1 - r0
@@ -285,7 +293,7 @@ def process_band(job: BandJob, source, fd: int, *, shifts: np.ndarray, frame_min
                 out_rows += np.float32(job.offset)
             write_rows(fd, out_rows, c0 * H + j0, T, t0)
     cnt += n_clean
-    return {"c0": c0, "c1": c1, "sum": acc.reshape(bw, H).T, "cnt": cnt.reshape(bw, H).T,
+    return {"c0": c0, "c1": c1, "t0": job.t0, "t1": t_stop, "sum": acc.reshape(bw, H).T, "cnt": cnt.reshape(bw, H).T,
             "vmin": vmin + job.offset, "vmax": vmax + job.offset}
 
 

@@ -550,11 +550,13 @@ def _warp_all(rd, p: MotionParams, r1: dict, dims, T: int, offset: float, layout
     moved = np.abs(pw if pw is not None else r1["shifts"])
     margin = int(np.ceil(float(moved.max()) if moved.size else 0.0)) + 3
     plan = plan_bands(dims, T, n_workers=nproc)
-    jobs = [BandJob(c0, c1, plan.window, margin, p.border_nan, offset) for c0, c1 in plan.bands]
+    # window-major: all bands of one window of frames before the next window
+    jobs = [BandJob(c0, c1, plan.window, margin, p.border_nan, offset, t0=w0, t1=min(T, w0 + plan.window))
+            for w0 in range(0, T, plan.window) for c0, c1 in plan.bands]
     p2 = _Pass2(state, out_path, layout, (p.strides, p.overlaps) if pw is not None else None)
-    log.info("writing the memmap in %d band(s) of ~%d columns, %d frame(s) at a time",
-             len(jobs), W // max(1, len(jobs)), plan.window)
-    prog = Progress(len(jobs), "bands", log)
+    log.info("writing the memmap in %d band(s) of ~%d columns, %d frame(s) at a time (%d job(s))",
+             len(plan.bands), W // max(1, len(plan.bands)), plan.window, len(jobs))
+    prog = Progress(len(jobs), "band jobs", log)
     if pool is None:
         source = RawSource(layout if layout is not None else rd.movie)
         cache: dict = {}
@@ -565,8 +567,8 @@ def _warp_all(rd, p: MotionParams, r1: dict, dims, T: int, offset: float, layout
     cnt_a = np.zeros((H, W))
     vmin, vmax = np.inf, -np.inf
     for r in it:
-        sum_a[:, r["c0"]:r["c1"]] = r["sum"]
-        cnt_a[:, r["c0"]:r["c1"]] = r["cnt"]
+        sum_a[:, r["c0"]:r["c1"]] += r["sum"]
+        cnt_a[:, r["c0"]:r["c1"]] += r["cnt"]
         vmin, vmax = min(vmin, r["vmin"]), max(vmax, r["vmax"])
         prog.update(1, "warping + writing")
     if pool is None:
