@@ -154,3 +154,8 @@ def test_windowed_bands_give_the_same_memmap(tmp_path, monkeypatch):
     np.testing.assert_array_equal(np.asarray(open_memmap(a.mmap_path)[0]), np.asarray(open_memmap(b.mmap_path)[0]))
     np.testing.assert_allclose(load_motion_summary(tmp_path / "a")["mean_after"],
                                load_motion_summary(tmp_path / "b")["mean_after"], rtol=1e-5)
+
+
+def test_plan_caps_the_window_for_page_cache():
+    p = plan_bands((512, 512), 20000, max_window=6000)
+    assert p.window <= 6000 and p.bands == plan_bands((512, 512), 6000).bands

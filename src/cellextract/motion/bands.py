@@ -31,6 +31,7 @@ BAND_BYTES = 192 << 20  #: float32 buffer of one band (per worker process)
 MIN_BAND_COLS = 24  #: narrower bands re-read too much margin per frame
 FRAMES_PER_READ = 64  #: raw frames read (one band) at a time
 SUB_ROWS = 512  #: rows transposed and written together
+WINDOW_INPUT_BYTES = 4 << 30  #: raw input bytes of one window of frames at most (page cache)
 MIN_BANDS = 4  #: bands at least (work units shared by the processes)
 
 
@@ -51,17 +52,22 @@ class BandPlan:
 
 
 def plan_bands(dims, T: int, *, n_workers: int = 1, budget: int | None = None,
-               min_cols: int = MIN_BAND_COLS) -> BandPlan:
+               min_cols: int = MIN_BAND_COLS, max_window: int | None = None) -> BandPlan:
     """Choose column bands and the frame window so one band buffer fits ``budget`` bytes.
 
     Whole-movie bands (one sequential write per band) when at least ``min_cols``
     columns fit; otherwise ``min_cols``-wide bands over windows of frames. At least
     ``MIN_BANDS`` bands (8 px wide at least) for load balance. The plan does not depend
     on ``n_workers`` (accepted for API stability), so the memmap is bit-identical
-    whatever the number of processes.
+    whatever the number of processes. ``max_window`` caps the frames of a window (the
+    raw frames of one window are re-read once per band and should stay in the page
+    cache).
     """
     H, W = int(dims[0]), int(dims[1])
     budget = BAND_BYTES if budget is None else int(budget)
+    if max_window is not None and T > max_window:  # plan for windows of at most max_window frames
+        plan = plan_bands(dims, int(max_window), budget=budget, min_cols=min_cols)
+        return BandPlan(plan.bands, plan.window)
     min_cols = max(1, min(min_cols, W))
     cols = budget // (4 * H * max(T, 1))
     if cols >= min_cols:

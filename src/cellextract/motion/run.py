@@ -47,7 +47,13 @@ import numpy as np
 from cellextract.errors import InputError
 from cellextract.io.memmap import memmap_name
 from cellextract.log import Progress, get_logger
-from cellextract.motion.bands import BandJob, plan_bands, process_band, release_scratch
+from cellextract.motion.bands import (
+    WINDOW_INPUT_BYTES,
+    BandJob,
+    plan_bands,
+    process_band,
+    release_scratch,
+)
 from cellextract.motion.correct import Corrector
 from cellextract.motion.params import MotionParams, check_params
 from cellextract.motion.source import RawSource, raw_layout, scratch_layout
@@ -549,7 +555,9 @@ def _warp_all(rd, p: MotionParams, r1: dict, dims, T: int, offset: float, layout
              frame_min=r1["fmin"], frame_nan=r1["fnan"])
     moved = np.abs(pw if pw is not None else r1["shifts"])
     margin = int(np.ceil(float(moved.max()) if moved.size else 0.0)) + 3
-    plan = plan_bands(dims, T, n_workers=nproc)
+    raw_bytes = H * W * (getattr(RawSource(layout), "dtype", np.dtype(np.float32)).itemsize
+                         if layout is not None else 4)
+    plan = plan_bands(dims, T, n_workers=nproc, max_window=max(1, WINDOW_INPUT_BYTES // raw_bytes))
     # window-major: all bands of one window of frames before the next window
     jobs = [BandJob(c0, c1, plan.window, margin, p.border_nan, offset, t0=w0, t1=min(T, w0 + plan.window))
             for w0 in range(0, T, plan.window) for c0, c1 in plan.bands]
