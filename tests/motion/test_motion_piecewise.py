@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from cellextract.motion.apply import apply_field
@@ -86,3 +87,31 @@ def test_apply_field_nan_border():
     f = np.ones((40, 50), np.float32)
     out = apply_field(f, np.full((40, 50), 2.5, np.float32), np.zeros((40, 50), np.float32), border_nan=True)
     assert np.isnan(out[:2]).all() and np.isfinite(out[3:]).all()
+
+
+@pytest.mark.parametrize("decimate", [1, 2])
+@pytest.mark.parametrize("gSig_filt", [None, (3, 3)])
+def test_patch_shifts_large_deviation_both_lattices(decimate, gSig_filt):
+    """Patch deviations up to ~2.5 px from the rigid shift, 72-px patches (decimated or not)."""
+    rng = np.random.default_rng(5)
+    H = W = 240
+    img = (ndimage.gaussian_filter(rng.standard_normal((H, W)), 2) * 300 + 500).astype(np.float32)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    frames, fields = [], []
+    for i in range(4):
+        a = rng.uniform(-2, 2, 2)
+        fy = a[0] + 2.5 * np.sin(2 * np.pi * xx / (2 * W) + i)
+        fx = a[1] + 2.5 * np.cos(2 * np.pi * yy / (2 * H) + i)
+        fields.append((fy, fx))
+        frames.append(_warp(img, fy, fx))
+    frames = np.array(frames) + rng.normal(0, 3, (4, H, W)).astype(np.float32)
+    rig = rigid_shifts(frames, template_spectrum(img, gSig_filt=gSig_filt), max_shifts=(6, 6), gSig_filt=gSig_filt)
+    grid = patch_grid((H, W), strides=(48, 48), overlaps=(24, 24))
+    ts = template_patch_spectra(img, grid, gSig_filt=gSig_filt)
+    ps = patch_shifts(frames, ts, grid, rig, max_deviation_rigid=3, gSig_filt=gSig_filt, upsample=4,
+                      decimate=decimate)
+    assert np.all(np.abs(ps - rig[:, None, None, :]) <= 3 + 1e-5)
+    cy, cx = grid.centers_y.round().astype(int), grid.centers_x.round().astype(int)
+    true = np.stack([np.stack([f[0][np.ix_(cy, cx)], f[1][np.ix_(cy, cx)]], -1) for f in fields])
+    err = np.sqrt(np.mean((ps - true) ** 2))
+    assert err < 0.1, err
