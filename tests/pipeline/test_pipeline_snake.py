@@ -69,3 +69,9 @@ def test_threads_follow_n_processes():
     assert snake.threads({"n_processes": 8}) == 8  # Snakemake caps at --cores locally
     assert snake.threads({"n_processes": 1}) == 1
     assert snake.threads({}) == 1
+
+
+def test_motion_memory_grows_with_worker_processes(tmp_path):
+    f = tmp_path / "series.json"
+    f.write_text("{}")
+    assert snake.mem_mb("motion", str(f), threads=8) > snake.mem_mb("motion", str(f), threads=2) >= 1000

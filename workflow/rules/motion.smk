@@ -16,7 +16,7 @@ rule motion_correct:
         res("{series}", "logs", "motion_correct.log"),
     threads: ce.threads(config)
     resources:
-        mem_mb=lambda wildcards, input, attempt: ce.mem_mb("motion", input.series, attempt),
+        mem_mb=lambda wildcards, input, threads, attempt: ce.mem_mb("motion", input.series, attempt, threads),
         runtime=lambda wildcards, input, attempt: ce.runtime_min("motion", input.series, attempt),
     script:
         "../scripts/motion_correct.py"

@@ -131,14 +131,18 @@ def _file_mb(path: str) -> float:
         return 0.0
 
 
-# Memory model per stage: base MB + factor * (input MB). Measured in bench/ (see RESULTS.md).
+# Memory model per stage: base MB + factor * (input MB) [+ per worker process MB, see
+# _MEM_PER_PROCESS]. Measured in bench/ (see RESULTS.md).
 _MEM_MODEL = {
-    "motion": (1200.0, 0.0),
+    "motion": (300.0, 0.0),
     "cnmf": (2000.0, 0.6),
     "evaluate": (1500.0, 2.0),
     "export": (1000.0, 3.0),
     "previews": (1500.0, 3.0),
 }
+# motion: each worker holds one band buffer (192 MB) + registration work arrays; the
+# peak of the 2-process tree is ~1 GB whatever the movie length (bench/RESULTS_motion.md)
+_MEM_PER_PROCESS = {"motion": 450.0}
 _RUNTIME_MODEL = {  # minutes: base + per GB of movie
     "motion": (10.0, 5.0),
     "cnmf": (20.0, 30.0),
@@ -146,9 +150,11 @@ _RUNTIME_MODEL = {  # minutes: base + per GB of movie
 }
 
 
-def mem_mb(stage: str, path: str, attempt: int = 1) -> int:
-    """Memory request (MB) for ``stage`` given its main input; grows 50 % per retry."""
+def mem_mb(stage: str, path: str, attempt: int = 1, threads: int = 2) -> int:
+    """Memory request (MB) for ``stage`` given its main input and the rule's threads
+    (worker processes); grows 50 % per retry."""
     base, factor = _MEM_MODEL[stage]
+    base += _MEM_PER_PROCESS.get(stage, 0.0) * max(1, int(threads))
     size = movie_mb(path) if path.endswith(".json") else _file_mb(path)
     return int((base + factor * size) * (1.0 + 0.5 * (attempt - 1)))
 
