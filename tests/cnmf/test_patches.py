@@ -96,3 +96,21 @@ def test_remove_duplicates_and_local_to_full():
     Af = local_to_full(sp.csc_matrix(np.eye(p.dims[0] * p.dims[1])[:, :1]), p, (40, 40))
     assert Af.indices[0] == p.rows[0] + p.cols[0] * 40
     assert in_core(np.array([[p.core_rows[0], p.core_cols[0]]], float), p)[0]
+
+
+def test_remove_duplicates_keeps_overlapping_cells_with_independent_traces():
+    """Two somata a radius apart (cosine ~0.7) are distinct when their traces are
+    independent, duplicates when the traces agree; near-identical footprints are
+    duplicates whatever the traces."""
+    yy, xx = np.mgrid[:30, :30]
+    blob = lambda r, c: np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * 3.0 ** 2)).ravel(order="F")
+    rng = np.random.default_rng(0)
+    c1, c2 = np.abs(rng.normal(size=(2, 500)))
+    A = sp.csc_matrix(np.stack([blob(15, 13), blob(15, 17)], axis=1))
+    cos = (A.T @ A).toarray()[0, 1] / np.prod(sp.linalg.norm(A, axis=0))
+    assert 0.6 < cos < 0.85
+    assert remove_duplicates(A, np.stack([c1, c2]), thr=0.6).tolist() == [0]        # spatial rule
+    assert remove_duplicates(A, np.stack([c1, c2]), thr=0.6, corr_thr=0.7).tolist() == [0, 1]
+    assert remove_duplicates(A, np.stack([c1, 0.5 * c1]), thr=0.6, corr_thr=0.7).tolist() == [0]
+    B = sp.csc_matrix(np.stack([blob(15, 15), blob(15, 15.5)], axis=1))
+    assert remove_duplicates(B, np.stack([c1, c2]), thr=0.6, corr_thr=0.7).size == 1

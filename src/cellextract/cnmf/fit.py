@@ -58,7 +58,7 @@ DEFAULTS = dict(
     update_background_components=True, refit=False,
     n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, init_fn=None, residual_search=True,
     dup_thr=0.6, spatial_box=None, merge_cos_thr=0.85,
-    merge_split_corr=-0.2, pnr_noise="psd", min_area=None,
+    merge_split_corr=-0.2, pnr_noise="psd", min_area=None, dup_traces=True,
 )
 
 
@@ -191,7 +191,8 @@ def initialize(src, dims, o, n_processes):
              len(patches), n_processes)
     parts = map_patches(src, dims, patches, init_patch, n_processes=n_processes, o=o)
     A, C = combine_patches([(a, c) for a, c, _, _ in parts], patches, dims,
-                           del_duplicates=o["del_duplicates"], merge_thr=o["merge_thr"])
+                           del_duplicates=o["del_duplicates"], merge_thr=o["merge_thr"],
+                           dup_thr=o["dup_thr"], dup_corr=_dup_corr(o))
     cn = _stitch([q[2] for q in parts], patches, dims)
     pnr = _stitch([q[3] for q in parts], patches, dims)
     if o["border_pix"] > 0 and A.shape[1]:
@@ -393,14 +394,32 @@ def residual_search(src, dims, A, C, o, n_processes):
                         per_patch=per, o=o)
     An, Cn = combine_patches([(a, c) for a, c, _, _ in parts], patches, dims,
                              del_duplicates=True, merge_thr=o["merge_thr"],
-                             dup_thr=o["dup_thr"])
-    if An.shape[1] == 0:
+                             dup_thr=o["dup_thr"], dup_corr=_dup_corr(o))
+    if An.shape[1] == 0 or A.shape[1] == 0:
         return An, Cn
     nA = np.sqrt(np.asarray(A.multiply(A).sum(0))).ravel()
     nN = np.sqrt(np.asarray(An.multiply(An).sum(0))).ravel()
     cos = np.asarray((An.T @ A).todense()) / np.outer(np.maximum(nN, 1e-12), np.maximum(nA, 1e-12))
-    keep = cos.max(axis=1) <= o["dup_thr"] if A.shape[1] else np.ones(An.shape[1], bool)
+    dup = cos > o["dup_thr"]
+    if _dup_corr(o) is not None:          # overlapping but independently active: a new cell
+        dup &= (cos > o["merge_cos_thr"]) | (_cross_corr(Cn, C) > _dup_corr(o))
+    keep = ~dup.any(axis=1)
     return sp.csc_matrix(An[:, keep]), Cn[keep]
+
+
+def _dup_corr(o) -> float | None:
+    """Trace correlation a 1P duplicate must also have (see ``remove_duplicates``)."""
+    one_p = o["method_init"] == "corr_pnr" and int(o["nb"]) == 0
+    return float(o["merge_thr"]) if (one_p and o["dup_traces"]) else None
+
+
+def _cross_corr(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every row of ``X`` (m, T) with every row of ``Y`` (n, T)."""
+    def z(M):
+        M = np.asarray(M, np.float64) - np.mean(M, axis=1, keepdims=True)
+        n = np.linalg.norm(M, axis=1, keepdims=True)
+        return M / np.where(n > 0, n, np.inf)
+    return z(X) @ z(Y).T
 
 
 def _run(src, dims, T, o, n_processes) -> Estimates:

@@ -209,7 +209,8 @@ def in_core(centers: np.ndarray, patch: Patch) -> np.ndarray:
             & (c >= patch.core_cols[0]) & (c < patch.core_cols[1]))
 
 
-def remove_duplicates(A: sp.spmatrix, C: np.ndarray, *, thr: float = 0.6):
+def remove_duplicates(A: sp.spmatrix, C: np.ndarray, *, thr: float = 0.6,
+                      corr_thr: float | None = None, same_thr: float = 0.85):
     """Drop components whose footprint duplicates an earlier, brighter one.
 
     Parameters
@@ -218,6 +219,15 @@ def remove_duplicates(A: sp.spmatrix, C: np.ndarray, *, thr: float = 0.6):
     C : ndarray, shape (K, T)
     thr : float
         Cosine similarity of the footprints above which two components are duplicates.
+    corr_thr : float, optional
+        If set, a pair with footprint cosine in ``(thr, same_thr]`` is a duplicate only if
+        its traces also correlate above ``corr_thr``: two cells whose somata overlap in
+        the image (centres a soma radius apart, cosine ~0.5-0.8) are told apart by their
+        independent activity, while the same cell found twice has the same trace. Pairs
+        above ``same_thr`` (footprints too alike to be separated) are duplicates
+        whatever their traces.
+    same_thr : float
+        See ``corr_thr``.
 
     Returns
     -------
@@ -238,6 +248,11 @@ def remove_duplicates(A: sp.spmatrix, C: np.ndarray, *, thr: float = 0.6):
     rank[order] = np.arange(K)
     drop = np.zeros(K, bool)
     pairs = [(i, j) for i, j, v in zip(S.row, S.col, S.data) if i != j and v > thr]
+    if corr_thr is not None and pairs:
+        from cellextract.cnmf.merge import trace_correlation
+        cor = trace_correlation(C)
+        cos = dict(((i, j), v) for i, j, v in zip(S.row, S.col, S.data))
+        pairs = [(i, j) for i, j in pairs if cos[(i, j)] > same_thr or cor[i, j] > corr_thr]
     pairs.sort(key=lambda ij: (min(rank[ij[0]], rank[ij[1]]), max(rank[ij[0]], rank[ij[1]])))
     for i, j in pairs:
         hi, lo = (i, j) if rank[i] < rank[j] else (j, i)
@@ -247,7 +262,8 @@ def remove_duplicates(A: sp.spmatrix, C: np.ndarray, *, thr: float = 0.6):
 
 
 def combine_patches(parts: list, patches: list[Patch], dims: tuple[int, int], *,
-                    del_duplicates: bool, merge_thr: float, dup_thr: float = 0.6):
+                    del_duplicates: bool, merge_thr: float, dup_thr: float = 0.6,
+                    dup_corr: float | None = None):
     """Combine per-patch footprints and traces into full-FOV components.
 
     Parameters
@@ -258,6 +274,8 @@ def combine_patches(parts: list, patches: list[Patch], dims: tuple[int, int], *,
     dims : (int, int)
     del_duplicates : bool
         Core rule + duplicate removal (True) or a merge pass with ``merge_thr`` (False).
+    dup_thr, dup_corr : float, float or None
+        :func:`remove_duplicates` ``thr`` and ``corr_thr``.
 
     Returns
     -------
@@ -285,7 +303,7 @@ def combine_patches(parts: list, patches: list[Patch], dims: tuple[int, int], *,
     if len(patches) == 1:
         return A, C
     if del_duplicates:
-        keep = remove_duplicates(A, C, thr=dup_thr)
+        keep = remove_duplicates(A, C, thr=dup_thr, corr_thr=dup_corr)
         return sp.csc_matrix(A[:, keep]), C[keep]
     A, C, _ = merge_components(A, C, merge_thr=merge_thr, cos_thr=0.85)
     return A, C
