@@ -254,12 +254,24 @@ def register_spectra(spectra: np.ndarray, template_spectra: np.ndarray, shape: t
     jy, jx, _, _ = _argmax2(coarse, refine=False)
     peak = np.stack([ctr[:, 0] + ints[jy], ctr[:, 1] + ints[jx]], axis=1)
     # stage 2: upsampled DFT on ±0.75 px, then parabola on the fine grid
-    m = int(np.ceil(1.5 * upsample))
-    m += 1 - m % 2
-    off = (np.arange(m) - m // 2) / float(upsample)
+    u = int(upsample)
+    if u >= 8 and u % 2 == 0:
+        # coarse-to-fine: the grid of step 2/u first, then 5 x 5 points of step 1/u around
+        # its maximum (the maximum of a unimodal peak on the full ±0.75 px grid of step 1/u
+        # is within one step of it: same result, ~40 % fewer products than the full grid)
+        m = int(np.ceil(0.75 * u))
+        m += 1 - m % 2
+        off = (np.arange(m) - m // 2) * (2.0 / u)
+        jy, jx, _, _ = _argmax2(correlation_window(cps, (h, w), peak, off, off, band=band), refine=False)
+        peak = peak + np.stack([off[jy], off[jx]], axis=1)
+        m = 5
+    else:
+        m = int(np.ceil(1.5 * u))
+        m += 1 - m % 2
+    off = (np.arange(m) - m // 2) / float(u)
     fine = correlation_window(cps, (h, w), peak, off, off, band=band)
     jy, jx, dy, dx = _argmax2(fine, refine=True)
-    step = 1.0 / float(upsample)
+    step = 1.0 / float(u)
     shy = peak[:, 0] + off[jy] + dy * step
     shx = peak[:, 1] + off[jx] + dx * step
     out = np.stack([np.clip(shy, lo[:, 0], hi[:, 0]), np.clip(shx, lo[:, 1], hi[:, 1])], axis=1)
