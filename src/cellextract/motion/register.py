@@ -197,7 +197,7 @@ def _argmax2(vals: np.ndarray, refine: bool):
 
 def register_spectra(spectra: np.ndarray, template_spectra: np.ndarray, shape: tuple[int, int], *,
                      lo, hi, upsample: int = 10, workers: int = 1, coarse_band: float = 0.5,
-                     band: float = 1.0) -> np.ndarray:
+                     band: float = 0.5) -> np.ndarray:
     """Registration shifts of images given their spectra, with bounded search.
 
     Parameters
@@ -222,6 +222,10 @@ def register_spectra(spectra: np.ndarray, template_spectra: np.ndarray, shape: t
         Frequency band (see :func:`correlation_window`) of the integer search and of the
         sub-pixel stage. The integer peak only has to be within 0.75 px of the true one
         (the sub-pixel window is ±0.75 px), so the low-passed correlation suffices there.
+        The sub-pixel stage defaults to the half band as well: calcium movies carry little
+        but noise above 1/4 cycle/px (rigid RMSE on the 512 px simulations 0.039 / 0.051 px
+        1P / 2P either way, patch field error lower on 2P); 4x less work. Use 1.0 for
+        images with real detail near the Nyquist frequency.
 
     Returns
     -------
