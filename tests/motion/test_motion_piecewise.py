@@ -115,3 +115,15 @@ def test_patch_shifts_large_deviation_both_lattices(decimate, gSig_filt):
     true = np.stack([np.stack([f[0][np.ix_(cy, cx)], f[1][np.ix_(cy, cx)]], -1) for f in fields])
     err = np.sqrt(np.mean((ps - true) ** 2))
     assert err < 0.1, err
+
+
+def test_auto_decimation_only_for_smooth_templates():
+    from cellextract.motion.piecewise import DECIMATE_MAX_HIGH, _high_band_fraction
+    rng = np.random.default_rng(6)
+    noise = rng.standard_normal((240, 240))
+    sharp = (ndimage.gaussian_filter(noise, 1.0) * 300 + 500).astype(np.float32)  # 2P-like, unfiltered
+    smooth = (ndimage.gaussian_filter(noise, 3.0) * 300 + 500).astype(np.float32)  # 1P-like, high-passed
+    grid = patch_grid((240, 240), strides=(48, 48), overlaps=(24, 24))
+    raw = _high_band_fraction(template_patch_spectra(sharp, grid), grid.size)
+    filt = _high_band_fraction(template_patch_spectra(smooth, grid, gSig_filt=(3, 3)), grid.size)
+    assert filt < DECIMATE_MAX_HIGH < raw, (filt, raw)

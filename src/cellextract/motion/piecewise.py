@@ -12,6 +12,7 @@ continuous limit of CaImAn's ``upsample_factor_grid`` refinement of the patch gr
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import cv2
@@ -34,7 +35,10 @@ from cellextract.motion.register import (
 #: mostly noise, the template patches carry < 0.3 % of their energy there).
 COARSE_BAND = 0.5
 FINE_BAND = 0.5
-DECIMATE = 2
+#: ``decimate=None`` registers on the 2x decimated lattice when the template patches carry
+#: less than this fraction of their energy above 1/4 cycle/px (high-pass filtered 1P
+#: templates: ~1e-4; unfiltered 2P: ~3e-3, where decimation costs ~8 % field error).
+DECIMATE_MAX_HIGH = 1e-3
 
 
 def _starts(n: int, size: int, stride: int) -> np.ndarray:
@@ -122,7 +126,7 @@ def template_patch_spectra(template: np.ndarray, grid: PatchGrid, *, gSig_filt=N
 def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, rigid: np.ndarray, *,
                  max_deviation_rigid=3, gSig_filt=None, upsample: int = 10,
                  coarse_band: float = COARSE_BAND, band: float = FINE_BAND,
-                 decimate: int = DECIMATE) -> np.ndarray:
+                 decimate: int | None = None) -> np.ndarray:
     """Per-patch registration shifts bounded around the rigid shifts.
 
     Each raw-frame patch is cut at the template patch position moved by the rounded rigid
@@ -153,13 +157,14 @@ def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, 
     coarse_band, band : float
         Frequency bands of the integer search and of the sub-pixel stage
         (:func:`register_spectra`).
-    decimate : {1, 2}
+    decimate : {None, 1, 2}
         2: register on the first Gaussian pyramid level (``cv2.pyrDown`` of the frames,
         half-band template spectra, sub-pixel factor doubled) instead of cutting the half
-        band out of full-size patch spectra: 4x less cutting and FFT work, on the simulator
-        (512 px) field error 0.087 / 0.085 px (1P / 2P) vs 0.086 / 0.080 with 1 and
-        0.086 / 0.084 for the former full-band two-pass search. Ignored for odd patch
-        sizes or patches under 32 px.
+        band out of full-size patch spectra: 4x less cutting and FFT work. On the 512 px
+        simulations the field error is then 0.087 / 0.085 px (1P / 2P, 120 frames) vs
+        0.086 / 0.080 with 1 (former two-pass full-band search: 0.086 / 0.084), so
+        None (default) picks 2 only for smooth templates (high-pass filtered 1P, see
+        ``DECIMATE_MAX_HIGH``). Odd patch sizes or patches under 32 px always use 1.
 
     Returns
     -------
@@ -176,6 +181,8 @@ def patch_shifts(frames: np.ndarray, tmpl_spectra: np.ndarray, grid: PatchGrid, 
     py, px = grid.size
     rigid = np.asarray(rigid, dtype=np.float64).reshape(n, 2)
     dev = np.broadcast_to(np.asarray(max_deviation_rigid, dtype=np.float64).reshape(-1), (2,))
+    if decimate is None:
+        decimate = 2 if _high_band_fraction(tmpl_spectra, (py, px)) < DECIMATE_MAX_HIGH else 1
     q = 2 if decimate == 2 and py % 2 == 0 and px % 2 == 0 and min(py, px) >= 32 else 1
     if q == 2:  # Gaussian pyramid level 1: the half band on a 2x coarser lattice
         a = np.stack([cv2.pyrDown(f) for f in a])
@@ -238,6 +245,34 @@ def _cut_frames(a: np.ndarray, grid: PatchGrid, guess: np.ndarray, *, step: int 
     ey, ex = np.broadcast_arrays((grid.starts_y[None, :] - step * sy)[:, :, None],
                                  (grid.starts_x[None, :] - step * sx)[:, None, :])
     return out, np.stack([ey, ex], axis=-1).astype(np.float64)
+
+
+_HIGH_CACHE: dict = {}
+
+
+def _high_band_fraction(spec: np.ndarray, shape: tuple[int, int]) -> float:
+    """Fraction of the energy of rfft spectra ``(..., h, w//2+1)`` above 1/4 cycle/px on either axis.
+
+    Cached per array object (the template spectra of a run are passed with every batch).
+    """
+    hit = _HIGH_CACHE.get(id(spec))
+    if hit is not None and hit[0]() is spec and hit[1] == tuple(shape):
+        return hit[2]
+    frac = _high_band_fraction_uncached(spec, shape)
+    if len(_HIGH_CACHE) > 8:
+        _HIGH_CACHE.clear()
+    _HIGH_CACHE[id(spec)] = (weakref.ref(spec), tuple(shape), frac)
+    return frac
+
+
+def _high_band_fraction_uncached(spec: np.ndarray, shape: tuple[int, int]) -> float:
+    h, w = shape
+    fy = np.abs(sfft.fftfreq(h))[:, None]
+    fx = sfft.rfftfreq(w)[None, :]
+    wx = np.where((fx == 0) | ((w % 2 == 0) & (fx == 0.5)), 1.0, 2.0)  # Hermitian weights
+    p = (np.abs(spec.reshape((-1,) + spec.shape[-2:])) ** 2).sum(axis=0, dtype=np.float64) * wx
+    tot = p.sum()
+    return float(p[(fy > 0.25) | (fx > 0.25)].sum() / tot) if tot > 0 else 0.0
 
 
 def _half_band(spec: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
