@@ -9,6 +9,7 @@ from cellextract.io import open_movie
 from cellextract.io.writers import write_tiff
 from cellextract.motion.apply import apply_field, shift_cubic
 from cellextract.motion.bands import (
+    BAND_BYTES,
     BandJob,
     plan_bands,
     process_band,
@@ -56,7 +57,7 @@ def test_plan_bands_whole_movie_and_windows():
     assert all(b > a for a, b in p.bands) and len(p.bands) >= 4
     long = plan_bands((512, 512), 30000, n_workers=2)
     assert long.window < 30000
-    assert (long.bands[0][1] - long.bands[0][0]) * 512 * long.window * 4 <= 192 << 20
+    assert (long.bands[0][1] - long.bands[0][0]) * 512 * long.window * 4 <= BAND_BYTES
     tiny = plan_bands((8, 5), 10, n_workers=4)
     assert tiny.bands[0][0] == 0 and tiny.bands[-1][1] == 5
 

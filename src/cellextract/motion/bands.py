@@ -27,7 +27,7 @@ import numpy as np
 
 from cellextract.motion.apply import _valid_range, cubic_weights
 
-BAND_BYTES = 192 << 20  #: float32 buffer of one band (per worker process)
+BAND_BYTES = 176 << 20  #: float32 buffer of one band (per worker process; ~0.4 GB per worker in all)
 MIN_BAND_COLS = 24  #: narrower bands re-read too much margin per frame
 FRAMES_PER_READ = 64  #: raw frames read (one band) at a time
 SUB_ROWS = 512  #: rows transposed and written together

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FRAME_BLOCK_BYTES = 32 << 20  #: raw bytes mapped at once by :meth:`RawSource.read_cols`
+FRAME_BLOCK_BYTES = 8 << 20  #: raw bytes mapped at once by :meth:`RawSource.read_cols` (counted in the RSS while mapped)
 
 
 @dataclass(frozen=True)

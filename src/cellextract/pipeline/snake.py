@@ -140,9 +140,9 @@ _MEM_MODEL = {
     "export": (1000.0, 3.0),
     "previews": (1500.0, 3.0),
 }
-# motion: each worker holds one band buffer (192 MB) + registration work arrays; the
+# motion: each worker holds one band buffer (176 MB) + registration work arrays; the
 # peak of the 2-process tree is ~1 GB whatever the movie length (bench/RESULTS_motion.md)
-_MEM_PER_PROCESS = {"motion": 450.0}
+_MEM_PER_PROCESS = {"motion": 450.0}  # ~390 MB measured per worker
 _RUNTIME_MODEL = {  # minutes: base + per GB of movie
     "motion": (10.0, 5.0),
     "cnmf": (20.0, 30.0),
