@@ -153,7 +153,59 @@ def _cpu():
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
-def _child(path, table, n_processes, out, q, options):
+def tile_means(path, tile: int):
+    """Tile index of every pixel (P,) and tile-mean traces (n_tiles, T) of a memmap."""
+    from cellextract.io.memmap import open_memmap
+    Yr, (H, W), T = open_memmap(path)
+    P = H * W
+    rr, cc = np.arange(P) % H, np.arange(P) // H
+    tid = (rr // tile) * (-(-W // tile)) + cc // tile
+    nt = int(tid.max()) + 1
+    tm = np.zeros((nt, T), np.float64)
+    for a in range(0, P, 4096):
+        np.add.at(tm, tid[a:a + 4096], np.asarray(Yr[a:a + 4096], np.float64))
+    return tid, tm / np.bincount(tid, minlength=nt)[:, None]
+
+
+def patch_local_background(path, tile: int) -> None:
+    """PROTOTYPE for the fit's owner (not a fit option): add one background component per
+    ``tile x tile`` block to the global rank-``nb`` background of ``fit_core``.
+
+    Monkeypatches ``cellextract.cnmf.fit.init_lowrank`` (appends the local columns: zero
+    footprints, traces = the tile's mean fluctuation, shifted >= 0 and peak-normalised) and
+    ``cellextract.cnmf.fit.hals_b`` (HALS of ``b`` with each local column kept inside its
+    tile). Everything else (``hals_f``, the streamed statistics) works unchanged on the
+    wider ``b, f``. Only meaningful with ``nb > 0``.
+    """
+    import cellextract.cnmf.fit as F
+    tid, tm = tile_means(path, tile)
+    nt, P = tm.shape[0], tid.size
+    fl = tm - tm.mean(1, keepdims=True)
+    fl = np.maximum(fl - np.percentile(fl, 5, axis=1, keepdims=True), 0)
+    fl = (fl / np.maximum(fl.max(1, keepdims=True), 1e-9)).astype(np.float32)
+    init0, state = F.init_lowrank, {}
+
+    def init_lowrank(mean_R, T, nb, **kw):
+        b, f = init0(mean_R, T, nb, **kw)
+        mask = np.ones((P, nb + nt), bool)
+        mask[:, nb:] = tid[:, None] == np.arange(nt)[None, :]
+        state.update(n=nb + nt, mask=mask)
+        return np.hstack([b, np.zeros((P, nt), np.float32)]), np.vstack([f, fl])
+
+    def hals_b(b, RfT, ffT, *, n_iter=3):
+        if b.shape[1] != state.get("n"):
+            raise RuntimeError("local-background prototype: unexpected background shape")
+        b, m = np.array(b, np.float32), state["mask"]
+        for _ in range(n_iter):
+            for j in range(b.shape[1]):
+                d = max(float(ffT[j, j]), 1e-12)
+                b[:, j] = np.maximum(b[:, j] + (RfT[:, j] - b @ ffT[:, j]) / d, 0) * m[:, j]
+        return b
+
+    F.init_lowrank, F.hals_b = init_lowrank, hals_b
+
+
+def _child(path, table, n_processes, out, q, options, local_bg_tile=0):
     from cellextract.cnmf.fit import fit_cnmf
     from cellextract.evaluate import evaluate_components
     from cellextract.io.memmap import open_memmap
@@ -162,6 +214,8 @@ def _child(path, table, n_processes, out, q, options):
     setup_logging(None)
     params = resolve_params(preset="2p", table=table, n_cpus=n_processes)
     t0, c0 = time.perf_counter(), _cpu()
+    if local_bg_tile:
+        patch_local_background(path, local_bg_tile)
     est = fit_cnmf(path, params=params, n_processes=n_processes, options=options)
     fit_s, fit_cpu = time.perf_counter() - t0, _cpu() - c0
     fit_rss = _peak_rss_mb()
@@ -211,6 +265,9 @@ def main(argv=None):
                     help="extra table entry NAME=VALUE for resolve_params (e.g. merge_thr=0.8)")
     ap.add_argument("--option", action="append", default=[],
                     help="fit option override NAME=VALUE (python literal)")
+    ap.add_argument("--proto-local-bg", type=int, default=0, metavar="TILE",
+                    help="PROTOTYPE (monkeypatches fit.py internals): add one local background "
+                         "component per TILE x TILE block to the global rank-nb background")
     ap.add_argument("--n-processes", type=int, default=2)
     ap.add_argument("--workdir", default=None, help="keep the memmap here (reused if present)")
     ap.add_argument("--results", default=str(HERE / "RESULTS_cnmf2p.md"))
@@ -218,6 +275,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     import scipy.sparse as sp
+
     from cellextract.io.memmap import memmap_name
     from cellextract.simulate import simulate
     from cellextract.simulate.score import score
@@ -267,7 +325,8 @@ def main(argv=None):
     ctx = mp.get_context("spawn")   # clean child: RSS counts only fit + evaluation
     q = ctx.Queue()
     out = str(work / "fit.npz")
-    p = ctx.Process(target=_child, args=(str(path), table, a.n_processes, out, q, options))
+    p = ctx.Process(target=_child, args=(str(path), table, a.n_processes, out, q, options,
+                                         a.proto_local_bg))
     p.start()
     res = q.get()
     p.join()
