@@ -290,11 +290,6 @@ def _worker_reader():
     return _W["reader"]
 
 
-def _worker_template(_=None) -> np.ndarray:
-    """Compute the template in a worker (keeps the parent process small)."""
-    return _template(_worker_reader(), MotionParams(**_W["params"]), _W["sub"])
-
-
 def _worker_chunk(args) -> dict:
     rng, scratch = args
     if "corrector" not in _W:
@@ -432,13 +427,16 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
         layout = scratch_layout(os.fspath(scratch), dims, T)
     template_path = out / "template.npy"
     pool = None
-    if nproc > 1:  # workers also compute the template, so the parent stays small
+    if nproc > 1:
         pool = _start_pool(nproc, (spec, _tuple_fix(p), os.fspath(template_path), sub))
     try:
         log.info("motion correction of %d frames of %dx%d px (%s, %d process(es), chunks of %d%s)",
                  T, H, W, "piecewise-rigid" if p.pw_rigid else "rigid" if p.motion_correct else "copy only",
                  nproc, chunk, ", raw frames copied to a scratch file" if use_scratch else "")
-        template = _template(rd, p, sub) if pool is None else pool.apply(_worker_template, (None,))
+        # the template is built here while the workers start (spawn + imports take ~1 s);
+        # its sample frames are freed and the heap trimmed before the passes
+        template = _template(rd, p, sub)
+        _trim_heap()
         np.save(template_path, template)
         t_template = time.perf_counter() - t0
         _preallocate(tmp, P * T * 4)
