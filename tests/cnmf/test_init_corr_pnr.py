@@ -174,3 +174,20 @@ def test_nan_border_still_finds_neurons(movie):
     Y[:, :, -2:] = np.nan
     res = _run(Y)
     assert (_match(res, centers).min(axis=0) < 2).all() and np.isfinite(res.C).all()
+
+
+@pytest.mark.parametrize("tsub,ssub", [(1, 1), (2, 1), (3, 2)])
+def test_memmap_rows_input_matches_frames(movie, tsub, ssub):
+    """Rows (h*w, T) in Fortran pixel order (``rows_dims``) give the same result as frames;
+    an odd number of frames leaves a partial last bin."""
+    Y = movie[0][:-1]
+    T, h, w = Y.shape
+    rows = np.ascontiguousarray(Y.transpose(2, 1, 0).reshape(h * w, T))
+    a = _run(Y, tsub=tsub, ssub=ssub)
+    b = _run(rows, rows_dims=(h, w), tsub=tsub, ssub=ssub)
+    assert a.A.shape == b.A.shape and a.A.shape[1] > 0
+    np.testing.assert_allclose(a.pnr, b.pnr, rtol=1e-3, atol=1e-4)   # float32 sum order
+    np.testing.assert_allclose(a.A.toarray(), b.A.toarray(), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(a.C, b.C, rtol=1e-3, atol=1e-2)
+    with pytest.raises(ParameterError):
+        _run(rows, rows_dims=(h + 1, w))
