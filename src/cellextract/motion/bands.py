@@ -229,8 +229,8 @@ def process_band(job: BandJob, source, fd: int, *, shifts: np.ndarray, frame_min
     frame_nan : np.ndarray, optional
         ``(T,)`` bool, frames with non-finite pixels (default: assume any frame may).
     field : callable, optional
-        ``field(t, c0, c1) -> (fy, fx)`` ``(H, bw)`` shift field of frame ``t``
-        (piecewise-rigid).
+        ``field(t, c0, c1) -> (fy, fx)``: ``(H, bw)`` shift field of frame ``t``, or
+        ``(n, H, bw)`` for a slice of frames (piecewise-rigid).
 
     Returns
     -------
@@ -272,6 +272,8 @@ def process_band(job: BandJob, source, fd: int, *, shifts: np.ndarray, frame_min
             if missing.any():
                 blk[missing] = np.nan
             rows = buf[r0 - t0:r1 - t0]
+            if hasattr(warp, "prepare"):
+                warp.prepare(r0, r1)
             for i in range(n):
                 warp(blk[i], r0 + i, rows[i].reshape(bw, H))
             fmin = frame_min[r0:r1].astype(np.float32)
@@ -376,12 +378,17 @@ class _FieldWarp:
         self.xs = np.arange(c0, c1, dtype=np.float32)[None, :]
         self.shift_x = np.float32(M - s0)
 
+    def prepare(self, r0: int, r1: int) -> None:
+        """Sampling maps of frames ``r0:r1`` in padded-block coordinates (one batched
+        spline evaluation per block instead of one per frame)."""
+        fy, fx = self.field(slice(r0, r1), self.c0, self.c1)  # (n, H, bw)
+        self.r0 = r0
+        self.map_x = (self.xs - fx) + self.shift_x
+        self.map_y = (self.ys - fy) + np.float32(self.M)
+
     def __call__(self, pad: np.ndarray, t: int, dst: np.ndarray) -> None:
-        fy, fx = self.field(t, self.c0, self.c1)
-        map_x = self.xs - fx
-        map_y = self.ys - fy
-        out = cv2.remap(pad, map_x + self.shift_x, map_y + np.float32(self.M), cv2.INTER_CUBIC,
-                        borderMode=cv2.BORDER_REPLICATE)
+        i = t - self.r0
+        out = cv2.remap(pad, self.map_x[i], self.map_y[i], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         cv2.transpose(out, dst=dst)
 
 

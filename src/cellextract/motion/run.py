@@ -234,14 +234,16 @@ class _Pass2:
 
 
 def _band_field(pw: np.ndarray, grid, H: int, W: int):
-    """``field(t, c0, c1) -> (fy, fx)`` evaluating the patch-shift spline on a band."""
+    """``field(t, c0, c1) -> (fy, fx)`` evaluating the patch-shift spline on a band
+    (``t`` a frame: ``(H, bw)`` arrays; a slice of frames: ``(n, H, bw)``)."""
     from cellextract.motion.piecewise import _weights as field_weights
     wy = field_weights(grid.centers_y, H)  # (H, gy)
     wxT = np.ascontiguousarray(field_weights(grid.centers_x, W).T)  # (gx, W)
 
     def field(t: int, c0: int, c1: int):
         w = wxT[:, c0:c1]
-        return wy @ (pw[t, :, :, 0] @ w), wy @ (pw[t, :, :, 1] @ w)
+        p = pw[t].astype(np.float32, copy=False)
+        return np.matmul(wy, p[..., 0] @ w), np.matmul(wy, p[..., 1] @ w)
     return field
 
 
