@@ -93,7 +93,21 @@ class _AnonSampler:
         return self.main / 2 ** 20, self.tree / 2 ** 20
 
 
-def _fit_child(path, params, n_processes, out, q, options=None):
+def _evaluate_1p(est, path, params, n_processes) -> np.ndarray:
+    """Accepted components with the 1P preset's quality thresholds (SNR + r-values, no CNN)."""
+    from cellextract.evaluate import evaluate_components
+    from cellextract.io.memmap import open_memmap
+    from cellextract.params import resolve_params
+    qa = resolve_params(preset="1p").quality
+    Yr, _, _ = open_memmap(path)
+    ev = evaluate_components(est, Yr, fr=params.data.fr, decay_time=params.data.decay_time,
+                             min_SNR=qa.min_SNR, SNR_lowest=qa.SNR_lowest, rval_thr=qa.rval_thr,
+                             rval_lowest=qa.rval_lowest, use_cnn=False, min_cnn_thr=qa.min_cnn_thr,
+                             cnn_lowest=qa.cnn_lowest, gSig=params.init.gSig, n_processes=n_processes)
+    return np.asarray(ev.idx_components, int)
+
+
+def _fit_child(path, params, n_processes, out, q, options=None, evaluate=False):
     from cellextract.cnmf.fit import fit_cnmf
     from cellextract.log import setup_logging
     setup_logging(None)
@@ -108,6 +122,8 @@ def _fit_child(path, params, n_processes, out, q, options=None):
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     anon_main, anon_tree = sampler.stop()
+    if evaluate:  # after the fit's measurements: time and memory above are the fit's only
+        np.save(str(out) + ".good.npy", _evaluate_1p(est, path, params, n_processes))
     q.put(dict(seconds=dt, cpu_seconds=cpu, anon_main_mb=anon_main, anon_tree_mb=anon_tree, peak_rss_mb=self_rss, worker_peak_rss_mb=kids,
                n_found=int(est.A.shape[1])))
 
@@ -184,6 +200,8 @@ def main(argv=None):
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--results", default=str(HERE / "RESULTS_cnmfe.md"))
     ap.add_argument("--real", default=None, help="fit this real movie instead (no truth)")
+    ap.add_argument("--evaluate", action="store_true",
+                    help="also score the components accepted by the evaluation (1P preset thresholds)")
     ap.add_argument("--overlay", default=str(HERE / "real_movie_part2_overlay.png"))
     a = ap.parse_args(argv)
     if a.real:
@@ -212,7 +230,7 @@ def main(argv=None):
     out = str(work / "fit.npz")
     import ast
     options = {k: ast.literal_eval(v) for k, v in (x.split("=", 1) for x in a.option)}
-    p = ctx.Process(target=_fit_child, args=(path, params, a.n_processes, out, q, options))
+    p = ctx.Process(target=_fit_child, args=(path, params, a.n_processes, out, q, options, a.evaluate))
     load0 = os.getloadavg()[0]
     p.start()
     res = q.get()
@@ -221,6 +239,14 @@ def main(argv=None):
     z = np.load(out)
     A = sp.csc_matrix((z["A_data"], z["A_indices"], z["A_indptr"]), shape=tuple(z["A_shape"]))
     s = score(A, dims, tr, C_found=z["C"], S_found=z["S"])
+    ev_note = ""
+    if a.evaluate:  # detection after the automated accept/reject (what the pipeline outputs)
+        good = np.load(out + ".good.npy")
+        se = score(A[:, good], dims, tr, C_found=z["C"][good], S_found=z["S"][good])
+        ev_note = (f"after evaluation (1P preset, SNR + r-value): {len(good)}/{A.shape[1]} accepted, "
+                   f"F1 {se['F1']:.3f} (P {se['precision']:.3f}, R {se['recall']:.3f}), "
+                   f"trace corr {se['median_trace_corr']:.3f}")
+        print(ev_note)
     row = dict(size=f"{dims[0]}x{dims[1]}x{T}", neurons=tr.A.shape[1], found=A.shape[1],
                F1=s["F1"], precision=s["precision"], recall=s["recall"],
                trace_corr=s["median_trace_corr"], spike_corr=s.get("median_spike_corr"),
@@ -247,7 +273,8 @@ def main(argv=None):
                  f"{fmt(row['spike_corr'])} | {row['seconds']:.1f} | {row['cpu_seconds']:.1f} | "
                  f"{row['load']} | "
                  f"{row['peak_rss_mb']:.0f} / {row['worker_rss_mb']:.0f} "
-                 f"(private: main {row['anon_main_mb']:.0f}, tree {row['anon_tree_mb']:.0f}) |\n")
+                 f"(private: main {row['anon_main_mb']:.0f}, tree {row['anon_tree_mb']:.0f})"
+                 f"{'; ' + ev_note if ev_note else ''} |\n")
     if not a.workdir:
         for x in work.iterdir():
             x.unlink()
