@@ -160,3 +160,29 @@ def test_windowed_bands_give_the_same_memmap(tmp_path, monkeypatch):
 def test_plan_caps_the_window_for_page_cache():
     p = plan_bands((512, 512), 20000, max_window=6000)
     assert p.window <= 6000 and p.bands == plan_bands((512, 512), 6000).bands
+
+
+def test_missing_and_nan_frames_stay_nan(tmp_path):
+    """Frames not stored (dropped isxd frames: index -1) read as NaN; a NaN frame in the
+    movie gives a NaN frame in the memmap and is left out of the mean image."""
+    from cellextract.io.memmap import frames_from_memmap, open_memmap
+    from cellextract.motion.run import load_motion_summary, motion_correct
+    rng = np.random.default_rng(9)
+    raw = (rng.random((6, 8, 10)) * 50).astype(np.uint16)
+    f = tmp_path / "raw.bin"
+    raw.tofile(f)
+    from cellextract.motion.source import RawLayout
+    lay = RawLayout(((str(f), 0, "<u2"),), (8, 10), np.zeros(7, np.int32), np.array([0, 1, -1, 2, 3, 4, 5]))
+    src = RawSource(lay)
+    out = np.empty((7, 8, 4), np.uint16)
+    missing = src.read_native(0, 7, 3, 7, out)
+    np.testing.assert_array_equal(missing, [False, False, True, False, False, False, False])
+    np.testing.assert_array_equal(out[3], raw[2, :, 3:7])
+    assert np.isnan(src.read_cols(0, 7, 0, 10)[2]).all()
+    mov = (rng.random((20, 24, 30)) * 100 + 10).astype(np.float32)
+    mov[5] = np.nan
+    r = motion_correct(mov, tmp_path / "m", "m", max_shifts=(3, 3), n_processes=2, chunk_frames=8)
+    Yr, dims, T = open_memmap(r.mmap_path)
+    frames = frames_from_memmap(Yr, dims, 0, T)
+    assert np.isnan(frames[5]).all() and np.isfinite(np.delete(frames, 5, axis=0)).all()
+    assert np.isfinite(load_motion_summary(tmp_path / "m")["mean_after"]).all()
