@@ -47,7 +47,7 @@ die() { log "ERROR: $*"; exit 1; }
 alive() {
     local pidfile=$1 name=$2 pid stat state comm
     [[ -s $pidfile ]] || return 1
-    pid=$(tr -dc '0-9' <"$pidfile" 2>/dev/null) || return 1  # the daemon may remove it meanwhile
+    pid=$(tr -dc '0-9' 2>/dev/null <"$pidfile") || return 1  # the daemon may remove it meanwhile
     [[ -n $pid && -r /proc/$pid/stat ]] || return 1
     stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
     state=${stat##*) }
