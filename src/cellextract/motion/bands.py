@@ -165,13 +165,14 @@ def write_rows(fd: int, rows: np.ndarray, p0: int, T: int, t0: int) -> None:
     """Write ``rows (b, n)`` as memmap rows ``p0 : p0 + b``, frames ``t0 : t0 + n``."""
     b, n = rows.shape
     if n == T:  # whole rows: one contiguous write
-        _pwrite_all(fd, rows, p0 * T * 4)
+        pwrite_all(fd, rows, p0 * T * 4)
         return
     for j in range(b):
-        _pwrite_all(fd, rows[j], ((p0 + j) * T + t0) * 4)
+        pwrite_all(fd, rows[j], ((p0 + j) * T + t0) * 4)
 
 
-def _pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
+def pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
+    """Write all bytes of ``arr`` at byte ``offset`` of ``fd`` (retrying short writes)."""
     buf = memoryview(np.ascontiguousarray(arr)).cast("B")
     done = 0
     while done < len(buf):

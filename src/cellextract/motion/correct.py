@@ -172,13 +172,7 @@ class Corrector:
     def register(self, frames: np.ndarray) -> BatchResult:
         """Shifts and QC correlations of a batch ``(n, H, W)``, without warping the frames
         (``frames`` of the result is None; the warp is done band by band later)."""
-        a = np.asarray(frames, dtype=np.float32)
-        n = a.shape[0]
-        corr_b = self.correlation(a)
-        if not self.p.motion_correct:
-            return BatchResult(None, np.zeros((n, 2), np.float32), None, corr_b, corr_b.copy())
-        shifts, pw, _ = self._shifts(a)
-        return BatchResult(None, shifts, pw, corr_b, self.correlation_after(a, shifts, pw))
+        return self.correct(frames, warp=False)
 
     def _shifts(self, a: np.ndarray):
         """Rigid ``(n, 2)`` and patch ``(n, gy, gx, 2)`` (or None) shifts, and the
@@ -205,14 +199,17 @@ class Corrector:
             pw[empty] = 0.0
         return shifts, pw, reg
 
-    def correct(self, frames: np.ndarray) -> BatchResult:
-        """Register and warp a batch ``(n, H, W)`` of raw frames (whole frames in memory)."""
+    def correct(self, frames: np.ndarray, *, warp: bool = True) -> BatchResult:
+        """Register and (``warp``) warp a batch ``(n, H, W)`` of raw frames in memory;
+        without ``warp`` the after-correlation is sampled at the QC points only."""
         a = np.asarray(frames, dtype=np.float32)
         n = a.shape[0]
         corr_b = self.correlation(a)
         if not self.p.motion_correct:
-            return BatchResult(a, np.zeros((n, 2), np.float32), None, corr_b, corr_b.copy())
+            return BatchResult(a if warp else None, np.zeros((n, 2), np.float32), None, corr_b, corr_b.copy())
         shifts, pw, _ = self._shifts(a)
+        if not warp:
+            return BatchResult(None, shifts, pw, corr_b, self.correlation_after(a, shifts, pw))
         if pw is None:
             out = apply_rigid(a, shifts, border_nan=self.p.border_nan)
         else:

@@ -52,6 +52,7 @@ from cellextract.motion.bands import (
     BandJob,
     plan_bands,
     process_band,
+    pwrite_all,
     release_scratch,
 )
 from cellextract.motion.correct import Corrector
@@ -199,7 +200,7 @@ def _register_chunk(reader, corrector: Corrector, start: int, stop: int, sub: in
             hi.append(b)
             bad.append(c)
             if fd is not None:
-                _pwrite_all(fd, raw, s0 * H * W * 4)
+                pwrite_all(fd, raw, s0 * H * W * 4)
             shifts.append(res.shifts)
             cb.append(res.corr_before)
             ca.append(res.corr_after)
@@ -212,13 +213,6 @@ def _register_chunk(reader, corrector: Corrector, start: int, stop: int, sub: in
             "pw": np.concatenate(pws) if pws else None,
             "corr_before": np.concatenate(cb), "corr_after": np.concatenate(ca),
             "fmin": np.concatenate(lo), "fmax": np.concatenate(hi), "fnan": np.concatenate(bad), "sum_b": sum_b, "cnt_b": cnt_b}
-
-
-def _pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
-    buf = memoryview(np.ascontiguousarray(arr)).cast("B")
-    done = 0
-    while done < len(buf):
-        done += os.pwrite(fd, buf[done:], offset + done)
 
 
 # ---------------------------------------------------------------- pass 2: warp + write (any process)
