@@ -207,7 +207,7 @@ def patch_local_background(path, tile: int) -> None:
 
 def _child(path, table, n_processes, out, q, options, local_bg_tile=0):
     from cellextract.cnmf.fit import fit_cnmf
-    from cellextract.evaluate import evaluate_components
+    from cellextract.evaluate import evaluate_with_params
     from cellextract.io.memmap import open_memmap
     from cellextract.log import setup_logging
     from cellextract.params import resolve_params
@@ -221,14 +221,8 @@ def _child(path, table, n_processes, out, q, options, local_bg_tile=0):
     fit_rss = _peak_rss_mb()
     fit_kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     Yr, _, _ = open_memmap(path)
-    qa = params.quality
     t1, c1 = time.perf_counter(), _cpu()
-    ev = evaluate_components(est, Yr, fr=params.data.fr, decay_time=params.data.decay_time,
-                             min_SNR=qa.min_SNR, SNR_lowest=qa.SNR_lowest, rval_thr=qa.rval_thr,
-                             rval_lowest=qa.rval_lowest, use_cnn=qa.use_cnn,
-                             min_cnn_thr=qa.min_cnn_thr, cnn_lowest=qa.cnn_lowest,
-                             gSig=params.init.gSig, gSig_range=qa.gSig_range,
-                             n_processes=n_processes)
+    ev = evaluate_with_params(est, Yr, params, n_processes=n_processes)
     ev_s, ev_cpu = time.perf_counter() - t1, _cpu() - c1
     A = est.A.tocsc()
     np.savez(out, A_data=A.data, A_indices=A.indices, A_indptr=A.indptr, A_shape=A.shape,

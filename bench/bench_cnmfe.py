@@ -95,15 +95,13 @@ class _AnonSampler:
 
 def _evaluate_1p(est, path, params, n_processes) -> np.ndarray:
     """Accepted components with the 1P preset's quality thresholds (SNR + r-values, no CNN)."""
-    from cellextract.evaluate import evaluate_components
+    from cellextract.evaluate import evaluate_with_params
     from cellextract.io.memmap import open_memmap
     from cellextract.params import resolve_params
-    qa = resolve_params(preset="1p").quality
+    p1 = resolve_params(preset="1p")
+    p1 = SimpleNamespace(quality=p1.quality, data=params.data, init=params.init)
     Yr, _, _ = open_memmap(path)
-    ev = evaluate_components(est, Yr, fr=params.data.fr, decay_time=params.data.decay_time,
-                             min_SNR=qa.min_SNR, SNR_lowest=qa.SNR_lowest, rval_thr=qa.rval_thr,
-                             rval_lowest=qa.rval_lowest, use_cnn=False, min_cnn_thr=qa.min_cnn_thr,
-                             cnn_lowest=qa.cnn_lowest, gSig=params.init.gSig, n_processes=n_processes)
+    ev = evaluate_with_params(est, Yr, p1, n_processes=n_processes, use_cnn=False)
     return np.asarray(ev.idx_components, int)
 
 

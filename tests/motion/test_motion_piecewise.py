@@ -41,19 +41,27 @@ def _warp(img, fy, fx):
                      borderMode=cv2.BORDER_REFLECT)
 
 
-def test_piecewise_recovers_smooth_deformation():
-    rng = np.random.default_rng(0)
-    H = W = 160
-    img = (ndimage.gaussian_filter(rng.standard_normal((H, W)), 2) * 300 + 100).astype(np.float32)
+def _deformed_movie(rng, *, size: int, n: int, shift: float, amp: float, offset: float, noise: float):
+    """A smooth random image and ``n`` noisy frames warped by smooth fields (rigid part
+    uniform in +-``shift``, sinusoidal part of amplitude ``amp``); returns
+    ``(img, frames (n, size, size), fields [(fy, fx)])``."""
+    H = W = size
+    img = (ndimage.gaussian_filter(rng.standard_normal((H, W)), 2) * 300 + offset).astype(np.float32)
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     frames, fields = [], []
-    for i in range(6):
-        a = rng.uniform(-2.5, 2.5, 2)
-        fy = a[0] + 1.2 * np.sin(2 * np.pi * xx / (2 * W) + i)
-        fx = a[1] + 1.2 * np.cos(2 * np.pi * yy / (2 * H) + i)
+    for i in range(n):
+        a = rng.uniform(-shift, shift, 2)
+        fy = a[0] + amp * np.sin(2 * np.pi * xx / (2 * W) + i)
+        fx = a[1] + amp * np.cos(2 * np.pi * yy / (2 * H) + i)
         fields.append((fy, fx))
         frames.append(_warp(img, fy, fx))
-    frames = np.array(frames) + rng.normal(0, 2, (6, H, W)).astype(np.float32)
+    return img, np.array(frames) + rng.normal(0, noise, (n, H, W)).astype(np.float32), fields
+
+
+def test_piecewise_recovers_smooth_deformation():
+    H = W = 160
+    img, frames, fields = _deformed_movie(np.random.default_rng(0), size=H, n=6, shift=2.5, amp=1.2,
+                                          offset=100, noise=2)
     rig = rigid_shifts(frames, template_spectrum(img), max_shifts=(6, 6))
     grid = patch_grid((H, W), strides=(32, 32), overlaps=(24, 24))
     ps = patch_shifts(frames, template_patch_spectra(img, grid), grid, rig, max_deviation_rigid=3)
@@ -93,18 +101,9 @@ def test_apply_field_nan_border():
 @pytest.mark.parametrize("gSig_filt", [None, (3, 3)])
 def test_patch_shifts_large_deviation_both_lattices(decimate, gSig_filt):
     """Patch deviations up to ~2.5 px from the rigid shift, 72-px patches (decimated or not)."""
-    rng = np.random.default_rng(5)
     H = W = 240
-    img = (ndimage.gaussian_filter(rng.standard_normal((H, W)), 2) * 300 + 500).astype(np.float32)
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    frames, fields = [], []
-    for i in range(4):
-        a = rng.uniform(-2, 2, 2)
-        fy = a[0] + 2.5 * np.sin(2 * np.pi * xx / (2 * W) + i)
-        fx = a[1] + 2.5 * np.cos(2 * np.pi * yy / (2 * H) + i)
-        fields.append((fy, fx))
-        frames.append(_warp(img, fy, fx))
-    frames = np.array(frames) + rng.normal(0, 3, (4, H, W)).astype(np.float32)
+    img, frames, fields = _deformed_movie(np.random.default_rng(5), size=H, n=4, shift=2, amp=2.5,
+                                          offset=500, noise=3)
     rig = rigid_shifts(frames, template_spectrum(img, gSig_filt=gSig_filt), max_shifts=(6, 6), gSig_filt=gSig_filt)
     grid = patch_grid((H, W), strides=(48, 48), overlaps=(24, 24))
     ts = template_patch_spectra(img, grid, gSig_filt=gSig_filt)

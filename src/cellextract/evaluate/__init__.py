@@ -17,8 +17,8 @@ train, synth_crops, engine_crops
     Training script (``cellextract train-classifier``) and its labelled data.
 """
 
-from .core import evaluate_components
+from .core import evaluate_components, evaluate_with_params
 from .select import select_components
 from .snr import compute_snr
 
-__all__ = ["evaluate_components", "select_components", "compute_snr"]
+__all__ = ["compute_snr", "evaluate_components", "evaluate_with_params", "select_components"]

@@ -16,7 +16,7 @@ from .rvalues import background_mode, compute_r_values
 from .select import select_components
 from .snr import compute_snr, n_event_samples
 
-__all__ = ["evaluate_components"]
+__all__ = ["evaluate_components", "evaluate_with_params"]
 
 log = get_logger(__name__)
 
@@ -103,3 +103,32 @@ def evaluate_components(est: Estimates, Yr, *, fr: float, decay_time: float, min
                  good.size, K, bad.size, time.perf_counter() - t0)
     return replace(est, SNR_comp=snr, r_values=r, cnn_preds=cnn,
                    idx_components=good, idx_components_bad=bad)
+
+
+def evaluate_with_params(est: Estimates, Yr, params, *, n_processes: int = 1, use_cnn: bool | None = None) -> Estimates:
+    """:func:`evaluate_components` with the thresholds of a resolved parameter set.
+
+    Parameters
+    ----------
+    est : Estimates
+        Fitted model.
+    Yr : np.ndarray
+        ``(H*W, T)`` movie in memmap layout.
+    params : cellextract.params.Params
+        Resolved parameters (``data``, ``init``, ``quality`` groups are read).
+    n_processes : int
+        Worker processes.
+    use_cnn : bool, optional
+        Overrides ``params.quality.use_cnn``.
+
+    Returns
+    -------
+    Estimates
+        With the evaluation fields set.
+    """
+    q = params.quality
+    return evaluate_components(est, Yr, fr=params.data.fr, decay_time=params.data.decay_time,
+                               min_SNR=q.min_SNR, SNR_lowest=q.SNR_lowest, rval_thr=q.rval_thr,
+                               rval_lowest=q.rval_lowest, use_cnn=q.use_cnn if use_cnn is None else use_cnn,
+                               min_cnn_thr=q.min_cnn_thr, cnn_lowest=q.cnn_lowest,
+                               gSig=params.init.gSig, gSig_range=q.gSig_range, n_processes=n_processes)

@@ -138,21 +138,15 @@ def _save_npz(path, **arrays) -> None:
 def evaluate(series_json: str | Path, fit: str | Path, motion_dir: str | Path,
              out_model: str | Path, stage: dict, *, n_processes: int = 1) -> None:
     """Accept / reject components; write ``caiman_output.hdf5``."""
-    from cellextract.evaluate import evaluate_components
+    from cellextract.evaluate import evaluate_with_params
     from cellextract.export.caiman_hdf5 import load_estimates, save_estimates
     from cellextract.io.memmap import open_memmap
 
     info = _series(series_json)
     params = params_from_stage(stage, metadata_fr=info.fr)
     est, params_dict, extra = load_estimates(fit)
-    q = params.quality
     Yr, _, _ = open_memmap(find_memmap(motion_dir))
-    est = evaluate_components(est, Yr, fr=params.data.fr, decay_time=params.data.decay_time,
-                              min_SNR=q.min_SNR, SNR_lowest=q.SNR_lowest, rval_thr=q.rval_thr,
-                              rval_lowest=q.rval_lowest, use_cnn=q.use_cnn,
-                              min_cnn_thr=q.min_cnn_thr, cnn_lowest=q.cnn_lowest,
-                              gSig=params.init.gSig, gSig_range=q.gSig_range,
-                              n_processes=n_processes)
+    est = evaluate_with_params(est, Yr, params, n_processes=n_processes)
     params_dict = dict(params_dict)
     params_dict["quality"] = params.to_dict()["quality"]
     save_estimates(out_model, est, params=params_dict, mmap_file=str(find_memmap(motion_dir)),
