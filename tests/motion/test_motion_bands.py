@@ -10,11 +10,11 @@ from cellextract.io.writers import write_tiff
 from cellextract.motion.apply import apply_field, shift_cubic
 from cellextract.motion.bands import (
     BAND_BYTES,
+    BandContext,
     BandJob,
     plan_bands,
     process_band,
-    warp_field_band,
-    warp_rigid_band,
+    warp_block,
 )
 from cellextract.motion.source import RawSource, raw_layout, scratch_layout
 
@@ -24,15 +24,26 @@ def _frame(H=40, W=52, seed=0):
     return (rng.random((H, W)) * 100 + 10).astype(np.float32)
 
 
-@pytest.mark.parametrize("shift", [(0.3, -1.7), (-2.6, 2.2), (4.9, -4.9), (0.0, 0.5)])
-def test_rigid_band_equals_whole_frame_warp(shift):
-    f = _frame()
-    _H, W = f.shape
-    whole = shift_cubic(f, *shift)
-    m = 8
+def _band_rows(mov, ctx_kw, c0, c1, margin):
+    """Frames of ``mov`` warped band by band with :func:`warp_block`, as ``(T, H, bw)``."""
+    T, H, _W = mov.shape
+    ctx = BandContext(RawSource(mov), **ctx_kw)
+    rows = np.empty((T, (c1 - c0) * H), np.float32)
+    st = warp_block(BandJob(c0, c1, T, margin, "copy", 0.0), ctx, rows, 0)
+    assert st["sum"].shape == ((c1 - c0) * H,)
+    return rows.reshape(T, c1 - c0, H).transpose(0, 2, 1)
+
+
+@pytest.mark.parametrize("shift", [(0.3, -1.7), (-2.6, 2.2), (4.9, -4.9), (0.0, 0.5), (0.0, 0.0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16])
+def test_rigid_band_equals_whole_frame_warp(shift, dtype):
+    f = _frame().astype(dtype)
+    _H, _W = f.shape
+    whole = shift_cubic(f.astype(np.float32), *shift)
+    mov = f[None]
+    kw = {"shifts": np.array([shift]), "frame_min": np.array([-1e9]), "frame_nan": np.zeros(1, bool)}
     for c0, c1 in [(0, 13), (13, 30), (30, 52), (0, 52)]:
-        s0, s1 = max(0, c0 - m), min(W, c1 + m)
-        band = warp_rigid_band(np.ascontiguousarray(f[:, s0:s1]), s0, c0, c1, shift)
+        band = _band_rows(mov, kw, c0, c1, 8)[0]
         np.testing.assert_allclose(band, whole[:, c0:c1], rtol=1e-6, atol=1e-4)
 
 
@@ -43,12 +54,28 @@ def test_field_band_equals_whole_frame_remap():
     fy = (1.5 * np.sin(xx / 9) + 0.4).astype(np.float32)
     fx = (-1.2 * np.cos(yy / 7)).astype(np.float32)
     whole = apply_field(f, fy, fx, border_nan="copy")
-    m = 6
+
+    def field(t, c0, c1):  # one frame or a slice of frames
+        if isinstance(t, slice):
+            return fy[None, :, c0:c1], fx[None, :, c0:c1]
+        return fy[:, c0:c1], fx[:, c0:c1]
+    kw = {"shifts": np.zeros((1, 2)), "frame_min": np.array([-1e9]), "frame_nan": np.zeros(1, bool), "field": field}
     for c0, c1 in [(0, 20), (20, 52)]:
-        s0, s1 = max(0, c0 - m), min(W, c1 + m)
-        band, outside = warp_field_band(np.ascontiguousarray(f[:, s0:s1]), s0, c0, fy[:, c0:c1], fx[:, c0:c1], W)
+        band = _band_rows(f[None], kw, c0, c1, 6)[0]
         np.testing.assert_allclose(band, whole[:, c0:c1], rtol=1e-5, atol=1e-3)
-        assert outside.shape == band.shape
+
+
+def test_band_warp_floors_at_the_frame_minimum_and_keeps_nan():
+    f = _frame(seed=2)
+    f[10:14, 20:24] = 0.0  # a dark hole: bicubic undershoots below 0 around it
+    g = f.copy()
+    g[5, 5] = np.nan
+    mov = np.stack([f, g])
+    kw = {"shifts": np.array([[0.5, 0.5], [0.5, 0.5]]), "frame_min": np.array([0.0, 0.0]),
+              "frame_nan": np.array([False, True])}
+    out = _band_rows(mov, kw, 0, 52, 8)
+    assert np.nanmin(out[0]) == 0.0 and np.isfinite(out[0]).all()
+    assert np.isnan(out[1]).sum() > 0 and np.nanmin(out[1]) >= 0.0
 
 
 def test_plan_bands_whole_movie_and_windows():

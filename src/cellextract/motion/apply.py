@@ -14,6 +14,8 @@ Frames are warped with edge replication; pixels whose source lies outside the ra
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 
@@ -130,14 +132,16 @@ def shift_cubic(frame: np.ndarray, shift_y: float, shift_x: float, *, out: np.nd
     return out
 
 
-_BUFFERS: dict = {}
+_LOCAL = threading.local()
 
 
 def _buffer(key: str, shape: tuple[int, int]) -> np.ndarray:
-    """A reused float32 work buffer of ``shape`` (saves an allocation and page faults per frame)."""
-    b = _BUFFERS.get(key)
+    """A float32 work buffer of ``shape`` reused by this thread (saves an allocation and
+    page faults per frame)."""
+    store = _LOCAL.__dict__.setdefault("buffers", {})
+    b = store.get(key)
     if b is None or b.shape != shape:
-        b = _BUFFERS[key] = np.empty(shape, np.float32)
+        b = store[key] = np.empty(shape, np.float32)
     return b
 
 

@@ -19,15 +19,19 @@ so the written movie plus the offset is non-negative whatever the interpolation 
 from __future__ import annotations
 
 import itertools
-import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from cellextract.motion.apply import _valid_range, cubic_weights
+from cellextract.motion.apply import _valid_range
+from cellextract.motion.buffers import PAGE, aligned_view, release_scratch  # noqa: F401 (re-export)
+from cellextract.motion.buffers import scratch as _scratch
+from cellextract.motion.output import pwrite_all
 
-BAND_BYTES = 176 << 20  #: float32 buffer of one band (per worker process; ~0.4 GB per worker in all)
+BAND_BYTES = 528 << 20  #: float32 buffer of the band being written (one, shared by the worker threads)
 MIN_BAND_COLS = 24  #: narrower bands re-read too much margin per frame
 FRAMES_PER_READ = 64  #: raw frames read (one band) at a time
 SUB_ROWS = 512  #: rows transposed and written together
@@ -82,74 +86,6 @@ def plan_bands(dims, T: int, *, n_workers: int = 1, budget: int | None = None,
     return BandPlan([(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a], int(min(window, T)))
 
 
-def warp_rigid_band(raw: np.ndarray, s0: int, c0: int, c1: int, shift, *, weights=None) -> np.ndarray:
-    """Columns ``c0:c1`` of a frame translated by ``shift`` (exact separable bicubic).
-
-    Parameters
-    ----------
-    raw : np.ndarray
-        ``(H, n)`` float32 raw columns ``s0 : s0 + n`` of the frame, covering
-        ``c0 - |shift| - 3 : c1 + |shift| + 3`` where the frame has them.
-    s0 : int
-        First column of ``raw`` in the frame.
-    c0, c1 : int
-        Output columns.
-    shift : (float, float)
-        ``(shift_y, shift_x)`` in pixels.
-    weights : (np.ndarray, np.ndarray), optional
-        Precomputed ``(ky, kx)`` 4-tap weights of the shift's fractional parts.
-
-    Returns
-    -------
-    np.ndarray
-        ``(H, c1 - c0)`` float32; edges replicated like the whole-frame warp.
-    """
-    H = raw.shape[0]
-    src_y, src_x = -float(shift[0]), -float(shift[1])
-    iy, ix = int(np.floor(src_y)), int(np.floor(src_x))
-    ky, kx = weights if weights is not None else (cubic_weights(src_y - iy), cubic_weights(src_x - ix))
-    p = max(abs(iy), abs(ix)) + 3
-    pad = cv2.copyMakeBorder(raw, p, p, p, p, cv2.BORDER_REPLICATE)
-    y0, x0 = p + iy - 1, p + (c0 - s0) + ix - 1
-    bw = c1 - c0
-    win = pad[y0:y0 + H + 3, x0:x0 + bw + 3]
-    f = cv2.sepFilter2D(win, cv2.CV_32F, kx, ky, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
-    return f[:H, :bw]
-
-
-def warp_field_band(raw: np.ndarray, s0: int, c0: int, field_y: np.ndarray, field_x: np.ndarray,
-                    W: int) -> tuple[np.ndarray, np.ndarray]:
-    """Columns ``c0 : c0 + bw`` warped by a dense shift field (``cv2.remap``, bicubic).
-
-    Parameters
-    ----------
-    raw : np.ndarray
-        ``(H, n)`` float32 raw columns ``s0 : s0 + n`` (with a margin of the largest
-        shift + 3 where the frame has it).
-    s0, c0 : int
-        First column of ``raw`` / of the output in the frame.
-    field_y, field_x : np.ndarray
-        ``(H, bw)`` shifts at the output pixels.
-    W : int
-        Frame width.
-
-    Returns
-    -------
-    out : np.ndarray
-        ``(H, bw)`` float32.
-    outside : np.ndarray
-        ``(H, bw)`` bool, pixels whose source lies outside the frame.
-    """
-    H, bw = field_y.shape
-    ys = np.arange(H, dtype=np.float32)[:, None]
-    xs = np.arange(c0, c0 + bw, dtype=np.float32)[None, :]
-    map_x = xs - field_x
-    map_y = ys - field_y
-    outside = (map_x < -0.01) | (map_x > W - 0.99) | (map_y < -0.01) | (map_y > H - 0.99)
-    out = cv2.remap(raw, map_x - np.float32(s0), map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    return out, outside
-
-
 def fill_value(frame_min: float, border_nan) -> float | None:
     """Constant for pixels without source (None: keep the edge replication, 'copy')."""
     if border_nan == "copy":
@@ -161,22 +97,16 @@ def fill_value(frame_min: float, border_nan) -> float | None:
     return 0.0
 
 
-def write_rows(fd: int, rows: np.ndarray, p0: int, T: int, t0: int) -> None:
-    """Write ``rows (b, n)`` as memmap rows ``p0 : p0 + b``, frames ``t0 : t0 + n``."""
+def write_rows(out, rows: np.ndarray, p0: int, T: int, t0: int) -> None:
+    """Write ``rows (b, n)`` as memmap rows ``p0 : p0 + b``, frames ``t0 : t0 + n``
+    (``out``: a :class:`cellextract.motion.output.RowWriter` or a file descriptor)."""
     b, n = rows.shape
+    write = out.write if hasattr(out, "write") else (lambda a, off: pwrite_all(out, a, off))
     if n == T:  # whole rows: one contiguous write
-        pwrite_all(fd, rows, p0 * T * 4)
+        write(rows, p0 * T * 4)
         return
     for j in range(b):
-        pwrite_all(fd, rows[j], ((p0 + j) * T + t0) * 4)
-
-
-def pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
-    """Write all bytes of ``arr`` at byte ``offset`` of ``fd`` (retrying short writes)."""
-    buf = memoryview(np.ascontiguousarray(arr)).cast("B")
-    done = 0
-    while done < len(buf):
-        done += os.pwrite(fd, buf[done:], offset + done)
+        write(rows[j], ((p0 + j) * T + t0) * 4)
 
 
 @dataclass
@@ -211,8 +141,171 @@ class BandJob:
     t1: int | None = None
 
 
-def process_band(job: BandJob, source, fd: int, *, shifts: np.ndarray, frame_min: np.ndarray,
-                 frame_nan: np.ndarray | None = None, field=None) -> dict:
+@dataclass
+class BandContext:
+    """What every block of every band needs, shared (read-only) by the worker threads.
+
+    Attributes
+    ----------
+    source : cellextract.motion.source.RawSource
+        Raw frames.
+    shifts : np.ndarray
+        ``(T, 2)`` rigid shifts (used when ``field`` is None).
+    frame_min : np.ndarray
+        ``(T,)`` minimum of each raw frame (NaN for empty frames).
+    frame_nan : np.ndarray or None
+        ``(T,)`` bool, frames with non-finite pixels (None: any frame may have them).
+    field : callable or None
+        ``field(t, c0, c1) -> (fy, fx)``: ``(H, bw)`` shift field of frame ``t``, or
+        ``(n, H, bw)`` for a slice of frames (piecewise-rigid).
+    """
+
+    source: object
+    shifts: np.ndarray
+    frame_min: np.ndarray
+    frame_nan: np.ndarray | None = None
+    field: object = None
+
+    def __post_init__(self):
+        self.shifts = np.asarray(self.shifts, np.float64)
+        self.lows = np.nan_to_num(np.asarray(self.frame_min, np.float32), nan=0.0)  # undershoot floor
+        self.weights = _all_weights(self.shifts) + (np.floor(-self.shifts).astype(np.int64),)
+
+
+def warp_block(job: BandJob, ctx: BandContext, rows: np.ndarray, r0: int) -> dict:
+    """Warp columns ``job.c0:job.c1`` of frames ``r0 : r0 + len(rows)`` into ``rows``.
+
+    Parameters
+    ----------
+    job : BandJob
+        The band.
+    ctx : BandContext
+        Frames, shifts and per-frame facts.
+    rows : np.ndarray
+        ``(n, bw*H)`` float32 output: frame ``r0 + i`` as ``rows[i].reshape(bw, H)``
+        (the band in Fortran pixel order, like the memmap's rows).
+    r0 : int
+        First frame.
+
+    Returns
+    -------
+    dict
+        ``sum``, ``cnt`` ``(bw*H,)`` float64 sums / counts of finite values (before the
+        offset), ``vmin``, ``vmax`` over finite values (before the offset).
+    """
+    src = ctx.source
+    H, W = src.dims
+    c0, c1, M = job.c0, job.c1, job.margin
+    bw = c1 - c0
+    n = rows.shape[0]
+    s0, s1 = max(0, c0 - M), min(W, c1 + M)
+    # raw columns c0 - M : c1 + M, edge-replicated where the frame ends, in the stored type
+    pads = (M, M, M - (c0 - s0), M - (s1 - c1))
+    padf = _scratch("padf", (H + 2 * M, bw + 2 * M), np.float32)
+    warp = _RigidWarp(ctx, c0, c1, M, H) if ctx.field is None else _FieldWarp(ctx.field, c0, c1, M, H, W)
+    if hasattr(warp, "prepare"):
+        warp.prepare(r0, r0 + n)
+    empty = False
+    f = None
+    for i, f in src.frames(r0, r0 + n):
+        t = r0 + i
+        dst = rows[i].reshape(bw, H)
+        if f is None or not np.isfinite(ctx.frame_min[t]):  # not stored, or no finite pixel
+            dst[...] = np.nan
+            empty = True
+            continue
+        native = padf if f.dtype == np.float32 else _scratch(f"pad{f.dtype.str}", padf.shape, f.dtype)
+        cv2.copyMakeBorder(f[:, s0:s1], *pads, cv2.BORDER_REPLICATE, dst=native)
+        if native is not padf:
+            np.copyto(padf, native)  # the float32 filters are faster than 16U -> 32F
+        warp(padf, t, dst, ctx.lows[t], ctx.frame_nan is None or bool(ctx.frame_nan[t]))
+    del f
+    _fill_borders(rows, warp, r0, job, ctx.frame_min, bw, H, W)
+    lo, hi = _finite_range(rows)
+    if job.border_nan is True or empty or ctx.frame_nan is None or ctx.frame_nan[r0:r0 + n].any():
+        fin = np.isfinite(rows)
+        return {"sum": np.where(fin, rows, 0).sum(axis=0, dtype=np.float64), "cnt": fin.sum(axis=0),
+                "vmin": lo, "vmax": hi}
+    return {"sum": rows.sum(axis=0, dtype=np.float64), "cnt": n, "vmin": lo, "vmax": hi}
+
+
+class BlockWriter:
+    """Transpose blocks of a band buffer into memmap rows and write them in the background.
+
+    Each calling thread transposes into one of two page-aligned stores of its own (so
+    direct I/O can take the middle) and hands the write to a writer thread; a store is
+    reused once its previous write is done. :meth:`flush` (at the end) waits for every
+    write and re-raises write errors.
+
+    Parameters
+    ----------
+    out : RowWriter or int
+        The memmap file (:class:`cellextract.motion.output.RowWriter` or a descriptor).
+    T : int
+        Frames of the memmap (row length).
+    n_writers : int
+        Writer threads.
+    """
+
+    def __init__(self, out, T: int, *, n_writers: int = 1):
+        self.out, self.T = out, int(T)
+        self._pool = ThreadPoolExecutor(max(1, int(n_writers)), thread_name_prefix="memmap-write")
+        self._local = threading.local()
+        self._futures: list = []
+        self._lock = threading.Lock()
+
+    def write(self, cols: np.ndarray, p0: int, t0: int, offset: float = 0.0) -> None:
+        """Write ``cols (n, b)`` (frames x pixels) as memmap rows ``p0 : p0 + b``, frames
+        ``t0 : t0 + n``, adding ``offset``."""
+        n, b = cols.shape
+        loc = self._local.__dict__
+        slots = loc.setdefault("slots", [None, None])
+        k = loc["next"] = (loc.get("next", -1) + 1) % 2
+        if slots[k] is not None:
+            slots[k].result()
+        store = _scratch(f"rows{k}", (4 * b * n + PAGE,), np.uint8)
+        rows = aligned_view(store, (b, n), (p0 * self.T + t0) * 4)
+        cv2.transpose(cols, dst=rows)
+        if offset:
+            rows += np.float32(offset)
+        fut = slots[k] = self._pool.submit(write_rows, self.out, rows, p0, self.T, t0)
+        with self._lock:
+            self._futures.append(fut)
+
+    def flush(self) -> None:
+        """Wait for all writes (errors re-raised) and stop the writer threads."""
+        try:
+            for fut in self._futures:
+                fut.result()
+        finally:
+            self._pool.shutdown(wait=True)
+            self._futures.clear()
+
+
+def row_blocks(b: int) -> list[tuple[int, int]]:
+    """``[j0, j1)`` blocks of at most ``SUB_ROWS`` of a band's ``b`` pixel rows."""
+    return [(j0, min(b, j0 + SUB_ROWS)) for j0 in range(0, b, SUB_ROWS)]
+
+
+def frame_blocks(t0: int, t1: int) -> list[tuple[int, int]]:
+    """``[r0, r1)`` blocks of at most ``FRAMES_PER_READ`` frames of ``t0:t1``."""
+    return [(r0, min(t1, r0 + FRAMES_PER_READ)) for r0 in range(t0, t1, FRAMES_PER_READ)]
+
+
+def merge_stats(parts) -> dict:
+    """Sum ``warp_block`` results of one band (any order)."""
+    acc = cnt = None
+    vmin, vmax = np.inf, -np.inf
+    for r in parts:
+        acc = r["sum"] if acc is None else acc + r["sum"]
+        cnt = r["cnt"] if cnt is None else cnt + r["cnt"]
+        vmin, vmax = min(vmin, r["vmin"]), max(vmax, r["vmax"])
+    return {"sum": acc, "cnt": cnt, "vmin": vmin, "vmax": vmax}
+
+
+def process_band(job: BandJob, source, out, *, shifts: np.ndarray, frame_min: np.ndarray,
+                 frame_nan: np.ndarray | None = None, field=None, map_fn=map,
+                 buffer: np.ndarray | None = None) -> dict:
     """Warp columns ``job.c0:job.c1`` of every frame and write them to the memmap.
 
     Parameters
@@ -221,17 +314,17 @@ def process_band(job: BandJob, source, fd: int, *, shifts: np.ndarray, frame_min
         The band.
     source : cellextract.motion.source.RawSource
         Raw frames.
-    fd : int
-        Memmap file opened for writing.
-    shifts : np.ndarray
-        ``(T, 2)`` rigid shifts (used when ``field`` is None).
-    frame_min : np.ndarray
-        ``(T,)`` minimum of each raw frame (NaN for empty frames).
-    frame_nan : np.ndarray, optional
-        ``(T,)`` bool, frames with non-finite pixels (default: assume any frame may).
-    field : callable, optional
-        ``field(t, c0, c1) -> (fy, fx)``: ``(H, bw)`` shift field of frame ``t``, or
-        ``(n, H, bw)`` for a slice of frames (piecewise-rigid).
+    out : RowWriter or int
+        The memmap file (:class:`cellextract.motion.output.RowWriter`, or a file
+        descriptor opened for writing).
+    shifts, frame_min, frame_nan, field
+        See :class:`BandContext`.
+    map_fn : callable, optional
+        ``map``-like function: the blocks of frames (then of rows) of the band are
+        shared by its workers.
+    buffer : np.ndarray, optional
+        Float32 band buffer of at least ``min(window, T) * bw * H`` values (default: one
+        kept by this thread).
 
     Returns
     -------
@@ -239,129 +332,69 @@ def process_band(job: BandJob, source, fd: int, *, shifts: np.ndarray, frame_min
         ``sum``, ``cnt`` ``(H, bw)`` sums / counts of finite written values (before the
         offset), ``vmin``, ``vmax`` over finite values (after the offset).
     """
-    H, W = source.dims
-    T = source.n_frames
-    c0, c1 = job.c0, job.c1
-    bw = c1 - c0
-    M = job.margin
-    s0, s1 = max(0, c0 - M), min(W, c1 + M)
-    buf = _scratch("buf", (min(job.window, T), bw * H), np.float32)
-    acc = np.zeros(bw * H, np.float64)  # sums in the buffer's (Fortran) pixel order
-    cnt = np.zeros(bw * H, np.float64)
-    n_clean = 0  # frames summed without NaN checks (counted at the end)
-    vmin, vmax = np.inf, -np.inf
-    # raw columns with a margin of M on every side, edge-replicated where the frame ends;
-    # read in the stored type (uint16: half the bytes), converted block-wise (contiguous)
-    shape = (FRAMES_PER_READ, H + 2 * M, s1 - s0 + 2 * M)
-    native = _scratch("native", shape, getattr(source, "dtype", np.float32))
-    padded = native if native.dtype == np.float32 else _scratch("padded", shape, np.float32)
-    rows_out = _scratch("rows", (min(SUB_ROWS, bw * H), min(job.window, T)), np.float32)
-    warp = _RigidWarp(shifts, s0, c0, c1, M, H) if field is None else _FieldWarp(field, s0, c0, c1, M, H, W)
-    may_nan = frame_nan is None or job.border_nan is True
+    ctx = BandContext(source, shifts, frame_min, frame_nan, field)
+    return run_band(job, ctx, out, map_fn=map_fn, buffer=buffer)
+
+
+def run_band(job: BandJob, ctx: BandContext, out, *, map_fn=map, buffer: np.ndarray | None = None,
+             writer: BlockWriter | None = None) -> dict:
+    """:func:`process_band` with a prepared :class:`BandContext` (and optionally a shared
+    :class:`BlockWriter`, flushed by its owner)."""
+    H = ctx.source.dims[0]
+    T = ctx.source.n_frames
+    bw = job.c1 - job.c0
     t_stop = T if job.t1 is None else min(T, job.t1)
-    for t0 in range(job.t0, t_stop, job.window):
-        t1 = min(t_stop, t0 + job.window)
-        for r0 in range(t0, t1, FRAMES_PER_READ):
-            r1 = min(t1, r0 + FRAMES_PER_READ)
-            n = r1 - r0
-            nat = native[:n]
-            missing = source.read_native(r0, r1, s0, s1, out=nat[:, M:M + H, M:M + s1 - s0])
-            _replicate_edges(nat, M, left=s0 == 0, right=s1 == W)
-            blk = padded[:n]
-            if blk is not nat:
-                blk[...] = nat
-            if missing.any():
-                blk[missing] = np.nan
-            rows = buf[r0 - t0:r1 - t0]
-            if hasattr(warp, "prepare"):
-                warp.prepare(r0, r1)
-            for i in range(n):
-                warp(blk[i], r0 + i, rows[i].reshape(bw, H))
-            fmin = frame_min[r0:r1].astype(np.float32)
-            empty = ~np.isfinite(fmin)
-            if empty.any():
-                rows[empty] = np.nan
-                fmin = np.where(empty, np.float32(0), fmin)
-            np.maximum(rows, fmin[:, None], out=rows)  # bicubic undershoot -> raw minimum
-            _fill_borders(rows, warp, r0, job, frame_min, bw, H, W)
-            if may_nan or empty.any() or frame_nan[r0:r1].any():
-                fin = np.isfinite(rows)
-                acc += np.where(fin, rows, 0).sum(axis=0, dtype=np.float64)
-                cnt += fin.sum(axis=0)
-            else:
-                acc += rows.sum(axis=0)
-                n_clean += n
-        n = t1 - t0
-        lo, hi = _finite_range(buf[:n])
-        vmin, vmax = min(vmin, lo), max(vmax, hi)
-        for j0 in range(0, bw * H, SUB_ROWS):
-            j1 = min(bw * H, j0 + SUB_ROWS)
-            out_rows = rows_out[:j1 - j0, :n]
-            cv2.transpose(buf[:n, j0:j1], dst=out_rows)
-            if job.offset:
-                out_rows += np.float32(job.offset)
-            write_rows(fd, out_rows, c0 * H + j0, T, t0)
-    cnt += n_clean
-    return {"c0": c0, "c1": c1, "t0": job.t0, "t1": t_stop, "sum": acc.reshape(bw, H).T, "cnt": cnt.reshape(bw, H).T,
-            "vmin": vmin + job.offset, "vmax": vmax + job.offset}
+    win = min(job.window, T)
+    if buffer is None:
+        buffer = _scratch("buf", (win * bw * H,), np.float32)
+    buf = buffer[:win * bw * H].reshape(win, bw * H)
+    own = writer is None
+    writer = writer or BlockWriter(out, T)
+    parts = []
+    try:
+        for t0 in range(job.t0, t_stop, job.window):
+            t1 = min(t_stop, t0 + job.window)
+            blk = buf[:t1 - t0]
 
+            def warp(r, blk=blk, t0=t0):
+                return warp_block(job, ctx, blk[r[0] - t0:r[1] - t0], r[0])
 
-_SCRATCH: dict = {}
+            def write(j, blk=blk, t0=t0):
+                writer.write(blk[:, j[0]:j[1]], job.c0 * H + j[0], t0, job.offset)
 
-
-def _scratch(key: str, shape: tuple, dtype) -> np.ndarray:
-    """A work array of ``shape`` reused from band to band in this process (a fresh
-    192 MB buffer per band would cost ~50k first-touch page faults each time)."""
-    n = int(np.prod(shape))
-    dtype = np.dtype(dtype)
-    a = _SCRATCH.get(key)
-    if a is None or a.dtype != dtype or a.size < n:
-        _SCRATCH.pop(key, None)
-        a = _SCRATCH[key] = np.empty(n, dtype)
-    return a[:n].reshape(shape)
-
-
-def release_scratch() -> None:
-    """Free the work arrays kept by :func:`process_band`."""
-    _SCRATCH.clear()
-
-
-def _replicate_edges(blk: np.ndarray, M: int, *, left: bool, right: bool) -> None:
-    """Fill the margin of ``blk (n, H + 2M, w + 2M)`` by edge replication: rows always,
-    columns only where the frame ends (elsewhere the margin stays unused)."""
-    if M == 0:
-        return
-    H = blk.shape[1] - 2 * M
-    blk[:, :M] = blk[:, M:M + 1]
-    blk[:, M + H:] = blk[:, M + H - 1:M + H]
-    if left:
-        blk[:, :, :M] = blk[:, :, M:M + 1]
-    if right:
-        blk[:, :, -M:] = blk[:, :, -M - 1:-M]
+            parts += list(map_fn(warp, frame_blocks(t0, t1)))
+            for _ in map_fn(write, row_blocks(bw * H)):
+                pass
+    finally:
+        if own:
+            writer.flush()
+    st = merge_stats(parts)
+    cnt = np.broadcast_to(np.asarray(st["cnt"], np.float64), (bw * H,))
+    return {"c0": job.c0, "c1": job.c1, "t0": job.t0, "t1": t_stop, "sum": st["sum"].reshape(bw, H).T,
+            "cnt": cnt.reshape(bw, H).T, "vmin": st["vmin"] + job.offset, "vmax": st["vmax"] + job.offset}
 
 
 class _RigidWarp:
-    """Exact separable bicubic translation of a band, written transposed into ``dst``."""
+    """Exact separable bicubic translation of a band, floored and written transposed."""
 
-    def __init__(self, shifts, s0, c0, c1, M, H):
-        self.shifts = np.asarray(shifts, np.float64)
-        self.ky, self.kx = _all_weights(self.shifts)
-        src = -self.shifts
-        self.i = np.floor(src).astype(np.int64)
-        self.x_off = M + (c0 - s0)
+    def __init__(self, ctx: BandContext, c0, c1, M, H):
+        self.shifts = ctx.shifts
+        self.ky, self.kx, self.i = ctx.weights
         self.bw, self.H, self.M = c1 - c0, H, M
 
-    def __call__(self, pad: np.ndarray, t: int, dst: np.ndarray) -> None:
-        iy, ix = int(self.i[t, 0]), int(self.i[t, 1])
+    def __call__(self, pad: np.ndarray, t: int, dst: np.ndarray, low: float, has_nan: bool) -> None:
+        """Warp frame ``t`` from ``pad`` (``(H + 2M, bw + 2M)`` float32) into ``dst``
+        (``(bw, H)`` float32), values below ``low`` raised to it (NaN kept if ``has_nan``)."""
         H, bw, M = self.H, self.bw, self.M
         if self.shifts[t, 0] == 0.0 and self.shifts[t, 1] == 0.0:
-            cv2.transpose(pad[M:M + H, self.x_off:self.x_off + bw], dst=dst)
+            cv2.transpose(pad[M:M + H, M:M + bw], dst=dst)
             return
-        y0, x0 = M + iy - 1, self.x_off + ix - 1
-        win = pad[y0:y0 + H + 3, x0:x0 + bw + 3]
-        f = cv2.sepFilter2D(win, cv2.CV_32F, self.kx[t], self.ky[t], anchor=(0, 0),
-                            borderType=cv2.BORDER_REPLICATE)
-        cv2.transpose(f[:H, :bw], dst=dst)
+        y0, x0 = M + int(self.i[t, 0]) - 1, M + int(self.i[t, 1]) - 1
+        # (no dst: OpenCV is faster allocating its own output here)
+        f = cv2.sepFilter2D(pad[y0:y0 + H + 3, x0:x0 + bw + 3], cv2.CV_32F, self.kx[t], self.ky[t],
+                            anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)[:H, :bw]
+        _floor(f, low, has_nan)
+        cv2.transpose(f, dst=dst)
 
     def outside(self, t: int, W: int):
         """Row and column ranges ``(y0, y1, x0, x1)`` (frame coordinates) with a source."""
@@ -371,26 +404,39 @@ class _RigidWarp:
 
 
 class _FieldWarp:
-    """Bicubic remap of a band by the spline shift field, written transposed into ``dst``."""
+    """Bicubic remap of a band by the spline shift field, floored and written transposed."""
 
-    def __init__(self, field, s0, c0, c1, M, H, W):
+    def __init__(self, field, c0, c1, M, H, W):
         self.field, self.c0, self.c1, self.M, self.W = field, c0, c1, M, W
         self.ys = np.arange(H, dtype=np.float32)[:, None]
         self.xs = np.arange(c0, c1, dtype=np.float32)[None, :]
-        self.shift_x = np.float32(M - s0)
+        self.shift_x = np.float32(M - c0)
+        self.out = np.empty((H, c1 - c0), np.float32)
 
     def prepare(self, r0: int, r1: int) -> None:
-        """Sampling maps of frames ``r0:r1`` in padded-block coordinates (one batched
+        """Sampling maps of frames ``r0:r1`` in padded-band coordinates (one batched
         spline evaluation per block instead of one per frame)."""
         fy, fx = self.field(slice(r0, r1), self.c0, self.c1)  # (n, H, bw)
         self.r0 = r0
         self.map_x = (self.xs - fx) + self.shift_x
         self.map_y = (self.ys - fy) + np.float32(self.M)
 
-    def __call__(self, pad: np.ndarray, t: int, dst: np.ndarray) -> None:
+    def __call__(self, pad: np.ndarray, t: int, dst: np.ndarray, low: float, has_nan: bool) -> None:
+        """Warp frame ``t`` from ``pad`` into ``dst`` (see :meth:`_RigidWarp.__call__`)."""
         i = t - self.r0
-        out = cv2.remap(pad, self.map_x[i], self.map_y[i], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.remap(pad, self.map_x[i], self.map_y[i], cv2.INTER_CUBIC, dst=self.out,
+                        borderMode=cv2.BORDER_REPLICATE)
+        _floor(out, low, has_nan)
         cv2.transpose(out, dst=dst)
+
+
+def _floor(a: np.ndarray, low: float, has_nan: bool) -> None:
+    """Raise values of ``a`` below ``low`` to it, in place (``cv2.max`` is 3x faster than
+    NumPy here but turns NaN into ``low``, so NumPy when the frame may hold NaN)."""
+    if has_nan:
+        np.maximum(a, np.float32(low), out=a)
+    else:
+        cv2.max(a, float(low), dst=a)
 
 
 def _fill_borders(rows: np.ndarray, warp, r0: int, job: BandJob, frame_min, bw: int, H: int, W: int) -> None:

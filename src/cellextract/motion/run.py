@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import errno
 import json
-import multiprocessing as mp
 import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -49,17 +49,20 @@ from cellextract.io.memmap import memmap_name
 from cellextract.log import Progress, get_logger
 from cellextract.motion.bands import (
     WINDOW_INPUT_BYTES,
+    BandContext,
     BandJob,
+    BlockWriter,
     plan_bands,
-    process_band,
-    pwrite_all,
-    release_scratch,
+    run_band,
 )
+from cellextract.motion.buffers import populated, release_scratch
 from cellextract.motion.correct import Corrector
+from cellextract.motion.output import RowWriter, direct_io_enabled, pwrite_all
 from cellextract.motion.params import MotionParams, check_params
 from cellextract.motion.source import RawSource, raw_layout, scratch_layout
 from cellextract.motion.template import read_samples, rigid_template
 from cellextract.motion.threads import single_threaded
+from cellextract.motion.workers import ArrayReader, Workers, source_spec  # noqa: F401 (ArrayReader: API)
 
 log = get_logger(__name__)
 
@@ -104,53 +107,6 @@ class MotionResult:
     offset: float
     elapsed: float
     fps: float
-
-
-class ArrayReader:
-    """Reader over an in-memory movie ``(T, H, W)`` (tests, small data)."""
-
-    def __init__(self, movie: np.ndarray):
-        self.movie = np.asarray(movie)
-        self.n_frames = int(self.movie.shape[0])
-        self.dims = (int(self.movie.shape[1]), int(self.movie.shape[2]))
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Frames ``start:stop`` as float32."""
-        return np.asarray(self.movie[start:stop], dtype=np.float32)
-
-
-def _source_spec(src):
-    """A picklable recipe to reopen ``src`` in a worker, and a reader for this process."""
-    if isinstance(src, np.ndarray):
-        return ("array", src), ArrayReader(src)
-    if isinstance(src, (str, os.PathLike)):
-        from cellextract.io import open_movie
-        return ("path", os.fspath(src)), open_movie(src)
-    if hasattr(src, "files") and hasattr(src, "to_json"):  # SeriesInfo
-        from cellextract.io import open_series
-        return ("series", src), open_series(src)
-    if not (hasattr(src, "read") and hasattr(src, "n_frames") and hasattr(src, "dims")):
-        raise InputError(f"motion_correct: cannot read frames from {type(src).__name__}")
-    if hasattr(src, "info") and hasattr(src.info, "to_json"):  # SeriesReader
-        return ("series", src.info), src
-    if isinstance(src, ArrayReader):
-        return ("array", src.movie), src
-    if hasattr(src, "path") and hasattr(src, "metadata"):  # MovieReader
-        return ("path", os.fspath(src.path)), src
-    return ("object", src), src
-
-
-def _open_spec(spec):
-    kind, obj = spec
-    if kind == "array":
-        return ArrayReader(obj)
-    if kind == "path":
-        from cellextract.io import open_movie
-        return open_movie(obj)
-    if kind == "series":
-        from cellextract.io import open_series
-        return open_series(obj)
-    return obj
 
 
 # ---------------------------------------------------------------- pass 1: registration (any process)
@@ -217,16 +173,6 @@ def _register_chunk(reader, corrector: Corrector, start: int, stop: int, sub: in
 
 # ---------------------------------------------------------------- pass 2: warp + write (any process)
 
-@dataclass
-class _Pass2:
-    """What every band needs (saved to ``state`` by the parent, loaded once per worker)."""
-
-    state: str        # .npz with shifts (T, 2), pw (T, gy, gx, 2) or empty, frame_min (T,)
-    out_path: str     # memmap being written
-    source: object    # RawLayout, or None for the in-memory array of the worker
-    pw_grid: tuple | None  # (strides, overlaps) when piecewise-rigid
-
-
 def _band_field(pw: np.ndarray, grid, H: int, W: int):
     """``field(t, c0, c1) -> (fy, fx)`` evaluating the patch-shift spline on a band
     (``t`` a frame: ``(H, bw)`` arrays; a slice of frames: ``(n, H, bw)``)."""
@@ -241,34 +187,6 @@ def _band_field(pw: np.ndarray, grid, H: int, W: int):
     return field
 
 
-def _do_band(job: BandJob, p2: _Pass2, source: RawSource, cache: dict) -> dict:
-    if cache.get("state") != p2.state:
-        with np.load(p2.state) as z:
-            cache.update(state=p2.state, shifts=z["shifts"], pw=z["pw"] if z["pw"].size else None,
-                         frame_min=z["frame_min"], frame_nan=z["frame_nan"])
-        cache["field"] = None
-        if cache["pw"] is not None:
-            from cellextract.motion.piecewise import patch_grid
-            H, W = source.dims
-            grid = patch_grid((H, W), strides=p2.pw_grid[0], overlaps=p2.pw_grid[1])
-            cache["field"] = _band_field(cache["pw"], grid, H, W)
-    fd = os.open(p2.out_path, os.O_WRONLY)
-    try:
-        return process_band(job, source, fd, shifts=cache["shifts"], frame_min=cache["frame_min"],
-                            frame_nan=cache["frame_nan"], field=cache["field"])
-    finally:
-        os.close(fd)
-
-
-_W: dict = {}
-
-
-def _worker_init(spec, params: dict, template_path: str, sub: int) -> None:
-    import cv2
-    cv2.setNumThreads(1)
-    _W.update(spec=spec, params=params, template_path=template_path, sub=sub)
-
-
 def _trim_heap() -> None:
     """Return freed heap memory to the OS (glibc keeps it otherwise, counted in the RSS)."""
     import ctypes
@@ -278,61 +196,6 @@ def _trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def _worker_reader():
-    if "reader" not in _W:
-        _W["reader"] = _open_spec(_W["spec"])
-    return _W["reader"]
-
-
-def _worker_chunk(args) -> dict:
-    rng, scratch = args
-    if "corrector" not in _W:
-        _W["corrector"] = Corrector(np.load(_W["template_path"]), MotionParams(**_W["params"]))
-    return _register_chunk(_worker_reader(), _W["corrector"], rng[0], rng[1], _W["sub"], scratch)
-
-
-def _worker_band(args) -> dict:
-    job, p2 = args
-    if "corrector" in _W:  # pass 1 is over in this worker: give its memory back first
-        del _W["corrector"]
-        _trim_heap()
-    if _W.get("source_of") != p2.state:
-        src = p2.source if p2.source is not None else _worker_reader().movie  # in-memory movie
-        _W.update(source_of=p2.state, source=RawSource(src))
-    return _do_band(job, p2, _W["source"], _W.setdefault("band_cache", {}))
-
-
-def _start_pool(n: int, initargs: tuple):
-    """Spawn ``n`` single-threaded workers.
-
-    'spawn' (not 'fork': the parent may hold BLAS/OpenCV thread pools) normally re-runs
-    the parent's ``__main__`` file in each child; Snakemake ``script:`` files and plain
-    scripts have no ``if __name__ == "__main__"`` guard, so ``__main__`` is hidden while
-    the children start — the workers only need importable ``cellextract`` code.
-    """
-    import sys
-    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: "1" for k in keys})
-    main = sys.modules.get("__main__")
-    hidden = {a: getattr(main, a) for a in ("__file__", "__spec__") if hasattr(main, a)}
-    try:
-        for a in hidden:
-            if a == "__spec__":
-                main.__spec__ = None
-            else:
-                delattr(main, a)
-        return mp.get_context("spawn").Pool(n, initializer=_worker_init, initargs=initargs)
-    finally:
-        for a, v in hidden.items():
-            setattr(main, a, v)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # ---------------------------------------------------------------- entry point
@@ -394,7 +257,7 @@ def motion_correct(reader, out_dir, name: str, *, motion_correct: bool = True, p
 
 def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
     t0 = time.perf_counter()
-    spec, rd = _source_spec(reader)
+    spec, rd = source_spec(reader)
     T, dims = int(rd.n_frames), (int(rd.dims[0]), int(rd.dims[1]))
     if T < 1:
         raise InputError(f"motion_correct: movie has no frames ({spec[0]})")
@@ -411,53 +274,42 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
     final = Path(memmap_name(out / name, dims, T))
     tmp = final.with_name(final.name + ".partial")
     scratch = final.with_name(final.name + ".raw.partial")
-    state = final.with_name(final.name + ".pass1.partial.npz")
     ranges = [(s, min(T, s + chunk)) for s in range(0, T, chunk)]
-    nproc = min(p.n_processes, len(ranges))
-    if spec[0] == "object" and nproc > 1:
-        log.warning("reader %s cannot be reopened in worker processes; using 1 process", type(rd).__name__)
-        nproc = 1
+    nthreads = p.n_processes
+    if spec[0] == "object" and nthreads > 1:
+        log.warning("reader %s cannot be reopened by worker threads; using 1 thread", type(rd).__name__)
+        nthreads = 1
     layout = raw_layout(rd) if spec[0] != "array" else None
     use_scratch = spec[0] != "array" and layout is None
     if use_scratch:
         layout = scratch_layout(os.fspath(scratch), dims, T)
-    template_path = out / "template.npy"
-    pool = None
-    if nproc > 1:
-        pool = _start_pool(nproc, (spec, _tuple_fix(p), os.fspath(template_path), sub))
     try:
-        log.info("motion correction of %d frames of %dx%d px (%s, %d process(es), chunks of %d%s)",
+        log.info("motion correction of %d frames of %dx%d px (%s, %d thread(s), chunks of %d%s)",
                  T, H, W, "piecewise-rigid" if p.pw_rigid else "rigid" if p.motion_correct else "copy only",
-                 nproc, chunk, ", raw frames copied to a scratch file" if use_scratch else "")
-        # the template is built here while the workers start (spawn + imports take ~1 s);
-        # its sample frames are freed and the heap trimmed before the passes
-        template = _template(rd, p, sub)
-        _trim_heap()
-        np.save(template_path, template)
-        t_template = time.perf_counter() - t0
-        _preallocate(tmp, P * T * 4)
-        if use_scratch:
-            _preallocate(scratch, P * T * 4)
-        r1 = _register_all(rd, p, template, T, ranges, sub, pool, os.fspath(scratch) if use_scratch else None)
-        t1 = time.perf_counter()
-        gmin = np.nanmin(r1["fmin"]) if np.isfinite(r1["fmin"]).any() else np.nan
-        offset = float(-gmin) if np.isfinite(gmin) and gmin < 0 else 0.0
-        if offset > 0:
-            log.info("raw movie minimum %.4g < 0: adding offset %.4g", gmin, offset)
-        r2 = _warp_all(rd, p, r1, dims, T, offset, layout, os.fspath(state), os.fspath(tmp), pool, nproc)
+                 nthreads, chunk, ", raw frames copied to a scratch file" if use_scratch else "")
+        with Workers(nthreads, spec, rd) as workers:
+            template = _template(workers, rd, p, sub)
+            _trim_heap()  # the template's sample frames
+            np.save(out / "template.npy", template)
+            t_template = time.perf_counter() - t0
+            _preallocate(tmp, P * T * 4)
+            if use_scratch:
+                _preallocate(scratch, P * T * 4)
+            r1 = _register_all(workers, p, template, ranges, sub, os.fspath(scratch) if use_scratch else None)
+            _trim_heap()  # the registration engines' work arrays, before the band buffers
+            t1 = time.perf_counter()
+            gmin = np.nanmin(r1["fmin"]) if np.isfinite(r1["fmin"]).any() else np.nan
+            offset = float(-gmin) if np.isfinite(gmin) and gmin < 0 else 0.0
+            if offset > 0:
+                log.info("raw movie minimum %.4g < 0: adding offset %.4g", gmin, offset)
+            r2 = _warp_all(workers, rd, p, r1, dims, T, offset, layout, os.fspath(tmp))
         t_write = time.perf_counter() - t1
         log.info("registered in %.1f s, memmap written in %.1f s", t1 - t0 - t_template, t_write)
     except BaseException:
-        if pool is not None:
-            pool.terminate()
         tmp.unlink(missing_ok=True)
         raise
     finally:
         scratch.unlink(missing_ok=True)
-        state.unlink(missing_ok=True)
-        if pool is not None:
-            pool.close()
-            pool.join()
         if rd is not reader and hasattr(rd, "close"):  # a reader we opened ourselves
             rd.close()
     os.replace(tmp, final)
@@ -465,7 +317,7 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
     results = {**r1, **r2}
     res = _write_outputs(out, final, p, dims, T, template, results, offset, elapsed,
                          {"template_s": t_template, "register_s": t1 - t0 - t_template, "warp_write_s": t_write},
-                         nproc, chunk)
+                         nthreads, chunk)
     log.info("motion correction done: %d frames in %.1f s (%.1f frames/s) -> %s", T, elapsed, T / elapsed, final)
     return res
 
@@ -495,35 +347,41 @@ def _tuple_fix(p: MotionParams) -> dict:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in p.to_dict().items()}
 
 
-def _template(rd, p: MotionParams, batch: int = 32) -> np.ndarray:
+def _template(workers: Workers, rd, p: MotionParams, batch: int = 32) -> np.ndarray:
     H, W = rd.dims
-    samples = read_samples(rd, max(50, min(N_TEMPLATE_FRAMES, TEMPLATE_BYTES // (4 * H * W))))
+    samples = read_samples(rd, max(50, min(N_TEMPLATE_FRAMES, TEMPLATE_BYTES // (4 * H * W))),
+                           map_fn=workers.map, reader_fn=workers.reader)
     finite = np.isfinite(samples).reshape(samples.shape[0], -1).all(axis=1)
     if finite.any() and not finite.all():
         samples = samples[finite]
     if not p.motion_correct:
         return np.nan_to_num(np.nanmean(samples, axis=0)).astype(np.float32)
-    template, _ = rigid_template(samples, max_shifts=p.max_shifts, gSig_filt=p.gSig_filt, niter_rig=p.niter_rig)
+    template, _ = rigid_template(samples, max_shifts=p.max_shifts, gSig_filt=p.gSig_filt, niter_rig=p.niter_rig,
+                                 map_fn=workers.map)
     if p.pw_rigid:  # one piecewise-rigid refinement of the template
         c = Corrector(template, MotionParams(**(_tuple_fix(p) | {"border_nan": "copy"})))
-        acc = np.zeros(template.shape)
-        for i in range(0, samples.shape[0], batch):
-            acc += c.correct(samples[i:i + batch]).frames.sum(axis=0, dtype=np.float64)
-        template = (acc / samples.shape[0]).astype(np.float32)
+        sums = workers.map(lambda i: c.correct(samples[i:i + batch]).frames.sum(axis=0, dtype=np.float64),
+                           range(0, samples.shape[0], batch))
+        template = (sum(sums) / samples.shape[0]).astype(np.float32)
     return template
 
 
-def _register_all(rd, p: MotionParams, template, T: int, ranges, sub: int, pool, scratch) -> dict:
+def _register_all(workers: Workers, p: MotionParams, template, ranges, sub: int, scratch) -> dict:
     """Pass 1 over all chunks: per-frame arrays and running sums (memory independent of T)."""
+    T = ranges[-1][1]
     prog = Progress(T, "frames", log)
-    if pool is None:
-        corrector = Corrector(template, p)
-        it = (_register_chunk(rd, corrector, a, b, sub, scratch) for a, b in ranges)
-    else:
-        it = pool.imap(_worker_chunk, [(r, scratch) for r in ranges])
+
+    engines: dict = {}  # one registration engine per thread, freed with this pass
+
+    def chunk(rng):
+        eng = engines.get(threading.get_ident())
+        if eng is None:
+            eng = engines[threading.get_ident()] = Corrector(template, p)
+        return _register_chunk(workers.reader(), eng, rng[0], rng[1], sub, scratch)
+
     keys = ("shifts", "corr_before", "corr_after", "fmin", "fmax", "fnan")
     acc: dict = {k: [] for k in keys + ("pw",)}
-    for r in it:
+    for r in workers.map(chunk, ranges):
         for k in ("sum_b", "cnt_b"):
             if k in acc:
                 acc[k] += r[k]
@@ -537,44 +395,50 @@ def _register_all(rd, p: MotionParams, template, T: int, ranges, sub: int, pool,
     for k in keys:
         acc[k] = np.concatenate(acc[k])
     acc["pw"] = np.concatenate(acc["pw"]) if acc["pw"] else None
+    engines.clear()
     return acc
 
 
-def _warp_all(rd, p: MotionParams, r1: dict, dims, T: int, offset: float, layout, state: str, out_path: str,
-              pool, nproc: int) -> dict:
-    """Pass 2: warp and write every column band; return the registered mean's sums and range."""
+def _warp_all(workers: Workers, rd, p: MotionParams, r1: dict, dims, T: int, offset: float, layout,
+              out_path: str) -> dict:
+    """Pass 2: warp and write every column band, one band at a time shared by the
+    workers (one band buffer in all); return the registered mean's sums and range."""
     H, W = dims
     pw = r1["pw"]
-    np.savez(state, shifts=r1["shifts"], pw=pw if pw is not None else np.zeros(0, np.float32),
-             frame_min=r1["fmin"], frame_nan=r1["fnan"])
     moved = np.abs(pw if pw is not None else r1["shifts"])
     margin = int(np.ceil(float(moved.max()) if moved.size else 0.0)) + 3
-    raw_bytes = H * W * (getattr(RawSource(layout), "dtype", np.dtype(np.float32)).itemsize
-                         if layout is not None else 4)
-    plan = plan_bands(dims, T, n_workers=nproc, max_window=max(1, WINDOW_INPUT_BYTES // raw_bytes))
+    source = RawSource(layout if layout is not None else rd.movie)
+    raw_bytes = H * W * source.dtype.itemsize
+    plan = plan_bands(dims, T, max_window=max(1, WINDOW_INPUT_BYTES // raw_bytes))
     # window-major: all bands of one window of frames before the next window
     jobs = [BandJob(c0, c1, plan.window, margin, p.border_nan, offset, t0=w0, t1=min(T, w0 + plan.window))
             for w0 in range(0, T, plan.window) for c0, c1 in plan.bands]
-    p2 = _Pass2(state, out_path, layout, (p.strides, p.overlaps) if pw is not None else None)
+    field = None
+    if pw is not None:
+        from cellextract.motion.piecewise import patch_grid
+        field = _band_field(pw, patch_grid((H, W), strides=p.strides, overlaps=p.overlaps), H, W)
+    ctx = BandContext(source, r1["shifts"], r1["fmin"], r1["fnan"], field)
     log.info("writing the memmap in %d band(s) of ~%d columns, %d frame(s) at a time (%d job(s))",
              len(plan.bands), W // max(1, len(plan.bands)), plan.window, len(jobs))
     prog = Progress(len(jobs), "band jobs", log)
-    if pool is None:
-        source = RawSource(layout if layout is not None else rd.movie)
-        cache: dict = {}
-        it = (_do_band(j, p2, source, cache) for j in jobs)
-    else:
-        it = pool.imap_unordered(_worker_band, [(j, p2) for j in jobs])
     sum_a = np.zeros((H, W))
     cnt_a = np.zeros((H, W))
     vmin, vmax = np.inf, -np.inf
-    for r in it:
-        sum_a[:, r["c0"]:r["c1"]] += r["sum"]
-        cnt_a[:, r["c0"]:r["c1"]] += r["cnt"]
-        vmin, vmax = min(vmin, r["vmin"]), max(vmax, r["vmax"])
-        prog.update(1, "warping + writing")
-    if pool is None:
-        release_scratch()
+    widest = max(c1 - c0 for c0, c1 in plan.bands)
+    buffer = populated(min(plan.window, T) * widest * H, np.float32)
+    with RowWriter(out_path, direct=plan.window >= T and direct_io_enabled()) as out:
+        writer = BlockWriter(out, T, n_writers=workers.n)
+        try:
+            for job in jobs:
+                r = run_band(job, ctx, out, map_fn=workers.map, buffer=buffer, writer=writer)
+                sum_a[:, r["c0"]:r["c1"]] += r["sum"]
+                cnt_a[:, r["c0"]:r["c1"]] += r["cnt"]
+                vmin, vmax = min(vmin, r["vmin"]), max(vmax, r["vmax"])
+                prog.update(1, "warping + writing")
+        finally:
+            writer.flush()
+    del buffer
+    release_scratch()  # this thread's buffers (n == 1); worker threads free theirs when they end
     return {"sum_a": sum_a, "cnt_a": cnt_a, "vmin": vmin - offset, "vmax": vmax - offset}
 
 

@@ -14,6 +14,7 @@ to a frame-major float32 scratch file by the first pass, and read the same way.
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
 from dataclasses import dataclass
 
@@ -109,6 +110,22 @@ def _runs(seg: np.ndarray, idx: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
+def _map(fd: int, offset: int, length: int) -> tuple[mmap.mmap, int]:
+    """Read-only map of ``length`` bytes at ``offset`` of ``fd``: ``(map, skip)``, the data
+    at byte ``skip`` of the map."""
+    start = offset // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+    m = mmap.mmap(fd, length + offset - start, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=start)
+    return m, offset - start
+
+
+def _close(m: mmap.mmap) -> None:
+    """Unmap ``m`` now, or when the last array viewing it is gone."""
+    try:
+        m.close()
+    except BufferError:
+        pass
+
+
 class RawSource:
     """Read ``(n, H, c1 - c0)`` float32 column bands of raw frames.
 
@@ -165,21 +182,41 @@ class RawSource:
         out[missing] = np.nan
         return out
 
-    def _read_runs(self, t0: int, t1: int, c0: int, c1: int, out: np.ndarray, missing: np.ndarray) -> None:
+    def frames(self, t0: int, t1: int):
+        """Iterate ``(i, frame)`` over frames ``t0:t1``: ``frame`` a read-only ``(H, W)``
+        view of the stored frame (in its stored type, no copy: served by the page cache
+        through a short-lived map), or None for a frame not stored (dropped / invalid).
+        Use each frame before asking for the next one."""
+        if self.array is not None:
+            for i in range(t1 - t0):
+                yield i, self.array[t0 + i]
+            return
         H, W = self.dims
         lay = self.layout
         seg, idx = lay.seg[t0:t1], lay.idx[t0:t1]
         for a, b in _runs(seg, idx):
             k0 = int(idx[a])
             if k0 < 0:
-                missing[a:b] = True
+                for i in range(a, b):
+                    yield i, None
                 continue
             path, off, dt = lay.files[int(seg[a])]
             dtype = np.dtype(dt)
             fb = H * W * dtype.itemsize
             step = max(1, FRAME_BLOCK_BYTES // fb)
-            for s in range(a, b, step):
-                e = min(b, s + step)
-                mm = np.memmap(path, dtype=dtype, mode="r", offset=off + (k0 + s - a) * fb, shape=(e - s, H, W))
-                out[s:e] = mm[:, :, c0:c1]
-                del mm  # unmapped now: no page stays mapped (nor counted in the RSS)
+            with open(path, "rb") as fh:
+                for s in range(a, b, step):
+                    e = min(b, s + step)
+                    m, skip = _map(fh.fileno(), off + (k0 + s - a) * fb, (e - s) * fb)
+                    blk = np.frombuffer(m, dtype, count=(e - s) * H * W, offset=skip).reshape(e - s, H, W)
+                    for i in range(s, e):
+                        yield i, blk[i - s]
+                    del blk
+                    _close(m)
+
+    def _read_runs(self, t0: int, t1: int, c0: int, c1: int, out: np.ndarray, missing: np.ndarray) -> None:
+        for i, f in self.frames(t0, t1):
+            if f is None:
+                missing[i] = True
+            else:
+                out[i] = f[:, c0:c1]

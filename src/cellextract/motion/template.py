@@ -7,11 +7,12 @@ samples to the current template and replaces the template by the mean of the reg
 samples (mean rather than median so that the high-pass filtered template equals the mean
 of the filtered registered frames; edges replicated rather than NaN so a plain mean can
 be used). The median is taken over at most 40 of the samples (it only seeds the first
-registration).
+registration). Batches of samples can be registered in parallel (``map_fn``).
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from cellextract.motion.apply import apply_rigid
@@ -24,15 +25,19 @@ def sample_indices(n_frames: int, n_samples: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n_frames - 1, k)).astype(np.int64))
 
 
-def read_samples(reader, n_samples: int = 300) -> np.ndarray:
+def read_samples(reader, n_samples: int = 300, *, map_fn=map, reader_fn=None) -> np.ndarray:
     """Read frames spread across a movie.
 
     Parameters
     ----------
     reader : object
-        Has ``n_frames`` and ``read(start, stop) -> (n, H, W)``.
+        Has ``n_frames``, ``dims`` and ``read(start, stop) -> (n, H, W)``.
     n_samples : int
         Number of frames wanted.
+    map_fn : callable, optional
+        ``map``-like function to read in parallel (with ``reader_fn``).
+    reader_fn : callable, optional
+        Returns the reader of the calling thread (default: ``reader``).
 
     Returns
     -------
@@ -41,13 +46,35 @@ def read_samples(reader, n_samples: int = 300) -> np.ndarray:
     """
     idx = sample_indices(reader.n_frames, n_samples)
     out = np.empty((idx.size,) + tuple(int(d) for d in reader.dims), np.float32)
-    for k, i in enumerate(idx):  # preallocated: no second copy of the samples
-        out[k] = reader.read(int(i), int(i) + 1)[0]
+    get = reader_fn or (lambda: reader)
+
+    def read(k):  # into the preallocated array: no second copy of the samples
+        out[k] = get().read(int(idx[k]), int(idx[k]) + 1)[0]
+
+    for _ in map_fn(read, range(idx.size)):
+        pass
     return out
 
 
+def median_image(frames: np.ndarray) -> np.ndarray:
+    """``(H, W)`` pixel-wise median of ``(k, H, W)`` finite frames (a partition along the
+    contiguous axis of the transposed stack: ~6x faster than ``np.median(axis=0)``)."""
+    k = frames.shape[0]
+    if k == 1 or not np.isfinite(frames).all():
+        return np.median(frames, axis=0).astype(np.float32)
+    X = cv2.transpose(np.ascontiguousarray(frames.reshape(k, -1), dtype=np.float32))  # (P, k)
+    m = k // 2
+    if k % 2:
+        X.partition(m, axis=1)
+        med = X[:, m]
+    else:
+        X.partition((m - 1, m), axis=1)
+        med = 0.5 * (X[:, m - 1] + X[:, m])
+    return med.reshape(frames.shape[1:]).astype(np.float32)
+
+
 def rigid_template(samples: np.ndarray, *, max_shifts=(5, 5), gSig_filt=None, niter_rig: int = 1,
-                   upsample: int = 10) -> tuple[np.ndarray, np.ndarray]:
+                   upsample: int = 10, map_fn=map) -> tuple[np.ndarray, np.ndarray]:
     """Build the rigid template from sample frames.
 
     Parameters
@@ -62,6 +89,8 @@ def rigid_template(samples: np.ndarray, *, max_shifts=(5, 5), gSig_filt=None, ni
         Refinement passes (register samples, average); at least 1 is done.
     upsample : int
         Sub-pixel factor.
+    map_fn : callable, optional
+        ``map``-like function running batches in parallel (results in order).
 
     Returns
     -------
@@ -71,18 +100,20 @@ def rigid_template(samples: np.ndarray, *, max_shifts=(5, 5), gSig_filt=None, ni
         ``(k, 2)`` shifts of the samples found in the last pass.
     """
     samples = np.asarray(samples, dtype=np.float32)
-    seed = samples[np.unique(np.linspace(0, samples.shape[0] - 1, min(40, samples.shape[0])).astype(int))]
-    template = np.median(seed, axis=0).astype(np.float32)
-    shifts = np.zeros((samples.shape[0], 2), np.float32)
+    n = samples.shape[0]
+    seed = samples[np.unique(np.linspace(0, n - 1, min(40, n)).astype(int))]
+    template = median_image(seed)
+    shifts = np.zeros((n, 2), np.float32)
+    starts = range(0, n, 16)
     for _ in range(max(1, int(niter_rig))):
         spec = template_spectrum(template, gSig_filt=gSig_filt)
-        shifts = np.concatenate([
-            rigid_shifts(samples[i:i + 24], spec, max_shifts=max_shifts, gSig_filt=gSig_filt, upsample=upsample)
-            for i in range(0, samples.shape[0], 24)])
+        shifts = np.concatenate(list(map_fn(
+            lambda i, spec=spec: rigid_shifts(samples[i:i + 16], spec, max_shifts=max_shifts, gSig_filt=gSig_filt,
+                                   upsample=upsample), starts)))
         # re-centre so the template sits at the median position of the samples
         shifts -= np.median(shifts, axis=0)
-        acc = np.zeros(template.shape)
-        for i in range(0, samples.shape[0], 32):  # batched: no second copy of the samples
-            acc += apply_rigid(samples[i:i + 32], shifts[i:i + 32], border_nan="copy").sum(axis=0, dtype=np.float64)
-        template = (acc / samples.shape[0]).astype(np.float32)
+        # batched: no second copy of the samples
+        sums = map_fn(lambda i, sh=shifts: apply_rigid(samples[i:i + 16], sh[i:i + 16], border_nan="copy")
+                      .sum(axis=0, dtype=np.float64), starts)
+        template = (sum(sums) / n).astype(np.float32)
     return template, shifts
