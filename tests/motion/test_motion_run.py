@@ -148,3 +148,22 @@ def test_series_of_two_files_with_different_motion(tmp_path):
     after = np.corrcoef(f[:40].mean(0).ravel(), f[40:].mean(0).ravel())[0, 1]
     before = np.corrcoef(raw[:40].mean(0).ravel(), raw[40:].mean(0).ravel())[0, 1]
     assert after > before and after > 0.9
+
+
+@pytest.mark.parametrize("border_nan", ["copy", True])
+def test_correlation_after_is_that_of_the_written_movie(tmp_path, border_nan):
+    """The after-correction QC correlation (summed band by band while writing) equals the
+    Pearson correlation of the memmap's frames with the template at the QC points."""
+    from cellextract.motion.correct import Corrector
+    from cellextract.motion.params import check_params
+    mov, _, _ = _movie(T=40, seed=5)
+    r = motion_correct(mov, tmp_path, "qc", max_shifts=(5, 5), border_nan=border_nan, n_processes=2,
+                       chunk_frames=16)
+    Yr, dims, T = open_memmap(r.mmap_path)
+    frames = frames_from_memmap(Yr, dims, 0, T) - np.float32(r.offset)
+    p = check_params(dims, max_shifts=(5, 5), border_nan=border_nan)
+    expect = Corrector(r.template, p).correlation(frames)
+    got = np.load(tmp_path / "mean_images.npz")["corr_after"]
+    np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-5)
+    before = np.load(tmp_path / "mean_images.npz")["corr_before"]
+    assert np.nanmean(got) > np.nanmean(before)

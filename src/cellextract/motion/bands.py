@@ -158,6 +158,9 @@ class BandContext:
     field : callable or None
         ``field(t, c0, c1) -> (fy, fx)``: ``(H, bw)`` shift field of frame ``t``, or
         ``(n, H, bw)`` for a slice of frames (piecewise-rigid).
+    qc : cellextract.motion.correct.QCGrid or None
+        QC sample points: per-frame sums of the written values there are returned (see
+        :func:`cellextract.motion.correct.pearson_from_sums`).
     """
 
     source: object
@@ -165,6 +168,7 @@ class BandContext:
     frame_min: np.ndarray
     frame_nan: np.ndarray | None = None
     field: object = None
+    qc: object = None
 
     def __post_init__(self):
         self.shifts = np.asarray(self.shifts, np.float64)
@@ -222,11 +226,37 @@ def warp_block(job: BandJob, ctx: BandContext, rows: np.ndarray, r0: int) -> dic
     del f
     _fill_borders(rows, warp, r0, job, ctx.frame_min, bw, H, W)
     lo, hi = _finite_range(rows)
-    if job.border_nan is True or empty or ctx.frame_nan is None or ctx.frame_nan[r0:r0 + n].any():
+    may_nan = job.border_nan is True or empty or ctx.frame_nan is None or ctx.frame_nan[r0:r0 + n].any()
+    qc = _qc_sums(rows.reshape(n, bw, H), ctx.qc, c0, c1, may_nan) if ctx.qc is not None else None
+    if may_nan:
         fin = np.isfinite(rows)
         return {"sum": np.where(fin, rows, 0).sum(axis=0, dtype=np.float64), "cnt": fin.sum(axis=0),
-                "vmin": lo, "vmax": hi}
-    return {"sum": rows.sum(axis=0, dtype=np.float64), "cnt": n, "vmin": lo, "vmax": hi}
+                "vmin": lo, "vmax": hi, "qc": qc, "r0": r0}
+    return {"sum": rows.sum(axis=0, dtype=np.float64), "cnt": n, "vmin": lo, "vmax": hi, "qc": qc, "r0": r0}
+
+
+def _qc_sums(img: np.ndarray, qc, c0: int, c1: int, may_nan: bool) -> np.ndarray:
+    """``(n, 5)`` per-frame QC sums (see :func:`cellextract.motion.correct.pearson_from_sums`)
+    over the QC points of columns ``c0:c1``; ``img (n, bw, H)`` the band, x-major."""
+    sel = (qc.xs >= c0) & (qc.xs < c1)
+    n = img.shape[0]
+    if not sel.any():
+        return np.zeros((n, 5))
+    t = np.ascontiguousarray(qc.t[:, sel].T, dtype=np.float64)  # (nx', ny)
+    v = img[:, qc.xs[sel] - c0][:, :, qc.ys].astype(np.float64)  # (n, nx', ny)
+    out = np.empty((n, 5))
+    if may_nan:
+        fin = np.isfinite(v)
+        v = np.where(fin, v, 0.0)
+        out[:, 3] = (fin * t).sum(axis=(1, 2))
+        out[:, 4] = fin.sum(axis=(1, 2))
+    else:
+        out[:, 3] = t.sum()
+        out[:, 4] = t.size
+    out[:, 0] = v.sum(axis=(1, 2))
+    out[:, 1] = (v * v).sum(axis=(1, 2))
+    out[:, 2] = (v * t).sum(axis=(1, 2))
+    return out
 
 
 class BlockWriter:
@@ -292,15 +322,19 @@ def frame_blocks(t0: int, t1: int) -> list[tuple[int, int]]:
     return [(r0, min(t1, r0 + FRAMES_PER_READ)) for r0 in range(t0, t1, FRAMES_PER_READ)]
 
 
-def merge_stats(parts) -> dict:
-    """Sum ``warp_block`` results of one band (any order)."""
-    acc = cnt = None
+def merge_stats(parts, t0: int, n: int) -> dict:
+    """Combine the ``warp_block`` results of frames ``t0 : t0 + n`` of one band (any
+    order): summed ``sum``, ``cnt``, range, and the ``(n, 5)`` QC sums (or None)."""
+    acc = cnt = qc = None
     vmin, vmax = np.inf, -np.inf
     for r in parts:
         acc = r["sum"] if acc is None else acc + r["sum"]
         cnt = r["cnt"] if cnt is None else cnt + r["cnt"]
         vmin, vmax = min(vmin, r["vmin"]), max(vmax, r["vmax"])
-    return {"sum": acc, "cnt": cnt, "vmin": vmin, "vmax": vmax}
+        if r.get("qc") is not None:
+            qc = np.zeros((n, 5)) if qc is None else qc
+            qc[r["r0"] - t0:r["r0"] - t0 + len(r["qc"])] = r["qc"]
+    return {"sum": acc, "cnt": cnt, "vmin": vmin, "vmax": vmax, "qc": qc}
 
 
 def process_band(job: BandJob, source, out, *, shifts: np.ndarray, frame_min: np.ndarray,
@@ -330,7 +364,8 @@ def process_band(job: BandJob, source, out, *, shifts: np.ndarray, frame_min: np
     -------
     dict
         ``sum``, ``cnt`` ``(H, bw)`` sums / counts of finite written values (before the
-        offset), ``vmin``, ``vmax`` over finite values (after the offset).
+        offset), ``vmin``, ``vmax`` over finite values (after the offset), ``qc``
+        (None here; see :func:`run_band`).
     """
     ctx = BandContext(source, shifts, frame_min, frame_nan, field)
     return run_band(job, ctx, out, map_fn=map_fn, buffer=buffer)
@@ -339,7 +374,8 @@ def process_band(job: BandJob, source, out, *, shifts: np.ndarray, frame_min: np
 def run_band(job: BandJob, ctx: BandContext, out, *, map_fn=map, buffer: np.ndarray | None = None,
              writer: BlockWriter | None = None) -> dict:
     """:func:`process_band` with a prepared :class:`BandContext` (and optionally a shared
-    :class:`BlockWriter`, flushed by its owner)."""
+    :class:`BlockWriter`, flushed by its owner); ``qc`` of the result is the ``(frames,
+    5)`` QC sums of the job's frames when ``ctx.qc`` is set."""
     H = ctx.source.dims[0]
     T = ctx.source.n_frames
     bw = job.c1 - job.c0
@@ -368,10 +404,11 @@ def run_band(job: BandJob, ctx: BandContext, out, *, map_fn=map, buffer: np.ndar
     finally:
         if own:
             writer.flush()
-    st = merge_stats(parts)
+    st = merge_stats(parts, job.t0, t_stop - job.t0)
     cnt = np.broadcast_to(np.asarray(st["cnt"], np.float64), (bw * H,))
     return {"c0": job.c0, "c1": job.c1, "t0": job.t0, "t1": t_stop, "sum": st["sum"].reshape(bw, H).T,
-            "cnt": cnt.reshape(bw, H).T, "vmin": st["vmin"] + job.offset, "vmax": st["vmax"] + job.offset}
+            "cnt": cnt.reshape(bw, H).T, "vmin": st["vmin"] + job.offset, "vmax": st["vmax"] + job.offset,
+            "qc": st["qc"]}
 
 
 class _RigidWarp:

@@ -72,6 +72,43 @@ def _central(n: int, max_shift: int) -> slice:
     return slice(a, a + c)
 
 
+@dataclass(frozen=True)
+class QCGrid:
+    """The sample points of the QC correlation of frames with the template.
+
+    Attributes
+    ----------
+    ys, xs : np.ndarray
+        ``(ny,)``, ``(nx,)`` row and column indices (a regular interior grid).
+    t : np.ndarray
+        ``(ny, nx)`` float32 template values there, centred and of unit norm.
+    """
+
+    ys: np.ndarray
+    xs: np.ndarray
+    t: np.ndarray
+
+
+def pearson_from_sums(S: np.ndarray) -> np.ndarray:
+    """QC correlations from per-frame sums over the finite samples ``x`` of a frame.
+
+    ``S (T, 5)`` holds ``sum x``, ``sum x**2``, ``sum x t``, ``sum t`` and the count of
+    finite samples (``t``: :attr:`QCGrid.t`). Non-finite samples count as the mean of the
+    finite ones (as :meth:`Corrector.correlation`), so the correlation is
+    ``sum (x - m) t / sqrt(sum (x - m)**2)`` over the finite samples, ``m`` their mean;
+    NaN for frames without finite samples.
+    """
+    S = np.asarray(S, np.float64)
+    n = S[:, 4]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = S[:, 0] / n
+        num = S[:, 2] - m * S[:, 3]
+        den = np.sqrt(np.maximum(S[:, 1] - n * m * m, 0.0))
+        c = num / den
+    c[n == 0] = np.nan
+    return c.astype(np.float32)
+
+
 class Corrector:
     """Registration state for one template.
 
@@ -127,6 +164,13 @@ class Corrector:
         self._wy_full = field_weights(self.grid.centers_y, H)
         self._wx_full = field_weights(self.grid.centers_x, W)
 
+    def qc_grid(self) -> QCGrid:
+        """The QC sample points and template values (for sums computed elsewhere, e.g.
+        band by band while the corrected movie is written)."""
+        ys = np.arange(self.dims[0])[self._crop[0]]
+        xs = np.arange(self.dims[1])[self._crop[1]]
+        return QCGrid(ys, xs, self._t.reshape(ys.size, xs.size))
+
     def correlation(self, frames: np.ndarray) -> np.ndarray:
         """``(n,)`` Pearson correlation of each frame's interior with the template."""
         x = frames[:, self._crop[0], self._crop[1]].reshape(frames.shape[0], -1)
@@ -169,10 +213,12 @@ class Corrector:
                                borderMode=cv2.BORDER_REPLICATE).reshape(-1)
         return self._pearson(out)
 
-    def register(self, frames: np.ndarray) -> BatchResult:
+    def register(self, frames: np.ndarray, *, after: bool = True) -> BatchResult:
         """Shifts and QC correlations of a batch ``(n, H, W)``, without warping the frames
-        (``frames`` of the result is None; the warp is done band by band later)."""
-        return self.correct(frames, warp=False)
+        (``frames`` of the result is None; the warp is done band by band later). Without
+        ``after`` the correlation after correction is left NaN (computed from the written
+        bands instead, see :meth:`qc_grid`)."""
+        return self.correct(frames, warp=False, after=after)
 
     def _shifts(self, a: np.ndarray):
         """Rigid ``(n, 2)`` and patch ``(n, gy, gx, 2)`` (or None) shifts, and the
@@ -199,9 +245,10 @@ class Corrector:
             pw[empty] = 0.0
         return shifts, pw, reg
 
-    def correct(self, frames: np.ndarray, *, warp: bool = True) -> BatchResult:
+    def correct(self, frames: np.ndarray, *, warp: bool = True, after: bool = True) -> BatchResult:
         """Register and (``warp``) warp a batch ``(n, H, W)`` of raw frames in memory;
-        without ``warp`` the after-correlation is sampled at the QC points only."""
+        without ``warp`` the after-correlation is sampled at the QC points only (or not
+        computed: NaN, without ``after``)."""
         a = np.asarray(frames, dtype=np.float32)
         n = a.shape[0]
         corr_b = self.correlation(a)
@@ -209,7 +256,8 @@ class Corrector:
             return BatchResult(a if warp else None, np.zeros((n, 2), np.float32), None, corr_b, corr_b.copy())
         shifts, pw, _ = self._shifts(a)
         if not warp:
-            return BatchResult(None, shifts, pw, corr_b, self.correlation_after(a, shifts, pw))
+            corr_a = self.correlation_after(a, shifts, pw) if after else np.full(n, np.nan, np.float32)
+            return BatchResult(None, shifts, pw, corr_b, corr_a)
         if pw is None:
             out = apply_rigid(a, shifts, border_nan=self.p.border_nan)
         else:

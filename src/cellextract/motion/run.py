@@ -56,7 +56,7 @@ from cellextract.motion.bands import (
     run_band,
 )
 from cellextract.motion.buffers import populated, release_scratch
-from cellextract.motion.correct import Corrector
+from cellextract.motion.correct import Corrector, pearson_from_sums
 from cellextract.motion.output import RowWriter, direct_io_enabled, pwrite_all
 from cellextract.motion.params import MotionParams, check_params
 from cellextract.motion.source import RawSource, raw_layout, scratch_layout
@@ -142,7 +142,7 @@ def _register_chunk(reader, corrector: Corrector, start: int, stop: int, sub: in
             raw = np.asarray(reader.read(s0, s1), dtype=np.float32)
             if raw.shape != (s1 - s0, H, W):
                 raise InputError(f"reader returned frames of shape {raw.shape} for {s0}:{s1}, expected {(s1 - s0, H, W)}")
-            res = corrector.register(raw)
+            res = corrector.register(raw, after=False)  # after: from the written bands
             tot = raw.sum(axis=0)  # float32 over a sub-batch (pairwise), float64 across
             if np.isfinite(tot).all():  # no NaN/inf anywhere (they propagate into the sum)
                 sum_b += tot
@@ -302,7 +302,8 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
             offset = float(-gmin) if np.isfinite(gmin) and gmin < 0 else 0.0
             if offset > 0:
                 log.info("raw movie minimum %.4g < 0: adding offset %.4g", gmin, offset)
-            r2 = _warp_all(workers, rd, p, r1, dims, T, offset, layout, os.fspath(tmp))
+            r2 = _warp_all(workers, rd, p, r1, dims, T, offset, layout, os.fspath(tmp),
+                           Corrector(template, p).qc_grid())
         t_write = time.perf_counter() - t1
         log.info("registered in %.1f s, memmap written in %.1f s", t1 - t0 - t_template, t_write)
     except BaseException:
@@ -400,7 +401,7 @@ def _register_all(workers: Workers, p: MotionParams, template, ranges, sub: int,
 
 
 def _warp_all(workers: Workers, rd, p: MotionParams, r1: dict, dims, T: int, offset: float, layout,
-              out_path: str) -> dict:
+              out_path: str, qc) -> dict:
     """Pass 2: warp and write every column band, one band at a time shared by the
     workers (one band buffer in all); return the registered mean's sums and range."""
     H, W = dims
@@ -417,12 +418,13 @@ def _warp_all(workers: Workers, rd, p: MotionParams, r1: dict, dims, T: int, off
     if pw is not None:
         from cellextract.motion.piecewise import patch_grid
         field = _band_field(pw, patch_grid((H, W), strides=p.strides, overlaps=p.overlaps), H, W)
-    ctx = BandContext(source, r1["shifts"], r1["fmin"], r1["fnan"], field)
+    ctx = BandContext(source, r1["shifts"], r1["fmin"], r1["fnan"], field, qc=qc)
     log.info("writing the memmap in %d band(s) of ~%d columns, %d frame(s) at a time (%d job(s))",
              len(plan.bands), W // max(1, len(plan.bands)), plan.window, len(jobs))
     prog = Progress(len(jobs), "band jobs", log)
     sum_a = np.zeros((H, W))
     cnt_a = np.zeros((H, W))
+    qc_sums = np.zeros((T, 5))
     vmin, vmax = np.inf, -np.inf
     widest = max(c1 - c0 for c0, c1 in plan.bands)
     buffer = populated(min(plan.window, T) * widest * H, np.float32)
@@ -433,13 +435,16 @@ def _warp_all(workers: Workers, rd, p: MotionParams, r1: dict, dims, T: int, off
                 r = run_band(job, ctx, out, map_fn=workers.map, buffer=buffer, writer=writer)
                 sum_a[:, r["c0"]:r["c1"]] += r["sum"]
                 cnt_a[:, r["c0"]:r["c1"]] += r["cnt"]
+                if r["qc"] is not None:
+                    qc_sums[r["t0"]:r["t1"]] += r["qc"]
                 vmin, vmax = min(vmin, r["vmin"]), max(vmax, r["vmax"])
                 prog.update(1, "warping + writing")
         finally:
             writer.flush()
     del buffer
     release_scratch()  # this thread's buffers (n == 1); worker threads free theirs when they end
-    return {"sum_a": sum_a, "cnt_a": cnt_a, "vmin": vmin - offset, "vmax": vmax - offset}
+    return {"sum_a": sum_a, "cnt_a": cnt_a, "vmin": vmin - offset, "vmax": vmax - offset,
+            "corr_after": pearson_from_sums(qc_sums)}
 
 
 def _write_outputs(out: Path, final: Path, p: MotionParams, dims, T: int, template, results: dict, offset: float,

@@ -6,6 +6,7 @@ Kept here, not in the ``.smk`` files, so they are unit-tested without Snakemake.
 from __future__ import annotations
 
 import json
+import math
 import os
 from functools import lru_cache
 
@@ -134,15 +135,17 @@ def _file_mb(path: str) -> float:
 # Memory model per stage: base MB + factor * (input MB) [+ per worker process MB, see
 # _MEM_PER_PROCESS]. Measured in bench/ (see RESULTS.md).
 _MEM_MODEL = {
-    "motion": (300.0, 0.0),
+    "motion": (350.0, 0.25),
     "cnmf": (2000.0, 0.6),
     "evaluate": (1500.0, 2.0),
     "export": (1000.0, 3.0),
     "previews": (1500.0, 3.0),
 }
-# motion: each worker holds one band buffer (176 MB) + registration work arrays; the
-# peak of the 2-process tree is ~1 GB whatever the movie length (bench/RESULTS_motion.md)
-_MEM_PER_PROCESS = {"motion": 450.0}  # ~390 MB measured per worker
+# motion: one band buffer shared by the worker threads (a quarter of the movie at most,
+# capped at 528 MB) + registration work arrays per thread; ~0.9 GB for 2 threads whatever
+# the movie length (bench/RESULTS_motion.md)
+_MEM_PER_PROCESS = {"motion": 80.0}  # per worker thread
+_MEM_CAP = {"motion": 528.0}  # cap of the size-dependent term
 _RUNTIME_MODEL = {  # minutes: base + per GB of movie
     "motion": (10.0, 5.0),
     "cnmf": (20.0, 30.0),
@@ -156,7 +159,8 @@ def mem_mb(stage: str, path: str, attempt: int = 1, threads: int = 2) -> int:
     base, factor = _MEM_MODEL[stage]
     base += _MEM_PER_PROCESS.get(stage, 0.0) * max(1, int(threads))
     size = movie_mb(path) if path.endswith(".json") else _file_mb(path)
-    return int((base + factor * size) * (1.0 + 0.5 * (attempt - 1)))
+    grow = min(factor * size, _MEM_CAP.get(stage, math.inf))
+    return int((base + grow) * (1.0 + 0.5 * (attempt - 1)))
 
 
 def runtime_min(stage: str, path: str, attempt: int = 1) -> int:
