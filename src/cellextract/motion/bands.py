@@ -34,7 +34,8 @@ from cellextract.motion.output import pwrite_all
 BAND_BYTES = 528 << 20  #: float32 buffer of the band being written (one, shared by the worker threads)
 MIN_BAND_COLS = 24  #: narrower bands re-read too much margin per frame
 FRAMES_PER_READ = 64  #: raw frames read (one band) at a time
-SUB_ROWS = 512  #: rows transposed and written together
+SUB_ROWS = 256  #: rows transposed and written together
+WRITE_SLOTS = 8  #: blocks in flight per thread (their writes overlap the next band's warps)
 WINDOW_INPUT_BYTES = 4 << 30  #: raw input bytes of one window of frames at most (page cache)
 MIN_BANDS = 4  #: bands at least (work units shared by the processes)
 
@@ -210,29 +211,36 @@ def warp_block(job: BandJob, ctx: BandContext, rows: np.ndarray, r0: int) -> dic
     if hasattr(warp, "prepare"):
         warp.prepare(r0, r0 + n)
     empty = False
+    natives = {padf.dtype: padf}  # padded frame in each stored type met
+    fmin = ctx.frame_min
+    has_nan = np.ones(n, bool) if ctx.frame_nan is None else ctx.frame_nan[r0:r0 + n]
     f = None
     for i, f in src.frames(r0, r0 + n):
         t = r0 + i
         dst = rows[i].reshape(bw, H)
-        if f is None or not np.isfinite(ctx.frame_min[t]):  # not stored, or no finite pixel
+        if f is None or not np.isfinite(fmin[t]):  # not stored, or no finite pixel
             dst[...] = np.nan
             empty = True
             continue
-        native = padf if f.dtype == np.float32 else _scratch(f"pad{f.dtype.str}", padf.shape, f.dtype)
+        native = natives.get(f.dtype)
+        if native is None:
+            native = natives[f.dtype] = _scratch("pad" + f.dtype.str, padf.shape, f.dtype)
         cv2.copyMakeBorder(f[:, s0:s1], *pads, cv2.BORDER_REPLICATE, dst=native)
         if native is not padf:
             np.copyto(padf, native)  # the float32 filters are faster than 16U -> 32F
-        warp(padf, t, dst, ctx.lows[t], ctx.frame_nan is None or bool(ctx.frame_nan[t]))
+        warp(padf, t, dst, ctx.lows[t], has_nan[i])
     del f
-    _fill_borders(rows, warp, r0, job, ctx.frame_min, bw, H, W)
-    lo, hi = _finite_range(rows)
-    may_nan = job.border_nan is True or empty or ctx.frame_nan is None or ctx.frame_nan[r0:r0 + n].any()
+    _fill_borders(rows, warp, r0, job, fmin, bw, H, W)
+    may_nan = job.border_nan is True or empty or has_nan.any()
+    lo, hi = _finite_range(rows) if may_nan else cv2.minMaxLoc(rows)[:2]
     qc = _qc_sums(rows.reshape(n, bw, H), ctx.qc, c0, c1, may_nan) if ctx.qc is not None else None
     if may_nan:
         fin = np.isfinite(rows)
         return {"sum": np.where(fin, rows, 0).sum(axis=0, dtype=np.float64), "cnt": fin.sum(axis=0),
                 "vmin": lo, "vmax": hi, "qc": qc, "r0": r0}
-    return {"sum": rows.sum(axis=0, dtype=np.float64), "cnt": n, "vmin": lo, "vmax": hi, "qc": qc, "r0": r0}
+    # float32 sums of <= FRAMES_PER_READ frames (then float64 across blocks): exact enough
+    # for the mean image and several times cheaper than converting every value
+    return {"sum": rows.sum(axis=0).astype(np.float64), "cnt": n, "vmin": lo, "vmax": hi, "qc": qc, "r0": r0}
 
 
 def _qc_sums(img: np.ndarray, qc, c0: int, c1: int, may_nan: bool) -> np.ndarray:
@@ -262,9 +270,10 @@ def _qc_sums(img: np.ndarray, qc, c0: int, c1: int, may_nan: bool) -> np.ndarray
 class BlockWriter:
     """Transpose blocks of a band buffer into memmap rows and write them in the background.
 
-    Each calling thread transposes into one of two page-aligned stores of its own (so
-    direct I/O can take the middle) and hands the write to a writer thread; a store is
-    reused once its previous write is done. :meth:`flush` (at the end) waits for every
+    Each calling thread transposes into one of ``WRITE_SLOTS`` page-aligned stores of
+    its own (so direct I/O can take the middle) and hands the write to a writer thread; a
+    store is reused once its previous write is done, so the disk works while the threads
+    warp the next band. :meth:`flush` (at the end) waits for every
     write and re-raises write errors.
 
     Parameters
@@ -289,8 +298,8 @@ class BlockWriter:
         ``t0 : t0 + n``, adding ``offset``."""
         n, b = cols.shape
         loc = self._local.__dict__
-        slots = loc.setdefault("slots", [None, None])
-        k = loc["next"] = (loc.get("next", -1) + 1) % 2
+        slots = loc.setdefault("slots", [None] * WRITE_SLOTS)
+        k = loc["next"] = (loc.get("next", -1) + 1) % WRITE_SLOTS
         if slots[k] is not None:
             slots[k].result()
         store = _scratch(f"rows{k}", (4 * b * n + PAGE,), np.uint8)

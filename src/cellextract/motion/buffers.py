@@ -18,15 +18,27 @@ POPULATE_BYTES = 4 << 20  #: larger buffers are allocated pre-faulted
 _LOCAL = threading.local()
 
 
-def populated(n: int, dtype) -> np.ndarray:
-    """``(n,)`` uninitialised array in page-aligned, pre-faulted anonymous memory
-    (plain ``np.empty`` for small sizes or where ``MAP_POPULATE`` does not exist)."""
+def populated(n: int, dtype, *, populate: bool = True) -> np.ndarray:
+    """``(n,)`` uninitialised array in page-aligned anonymous memory (plain ``np.empty``
+    for small sizes).
+
+    ``populate`` maps all its pages now (``MAP_POPULATE``: one call instead of a fault per
+    page, for buffers about to be used by one thread); otherwise the pages are faulted in
+    by whoever first writes them (several threads filling a large buffer in parallel) and
+    transparent huge pages are requested (a fault per 2 MB instead of per 4 kB where the
+    system allows it).
+    """
     dtype = np.dtype(dtype)
     nbytes = int(n) * dtype.itemsize
-    flags = getattr(mmap, "MAP_POPULATE", 0)
-    if nbytes < POPULATE_BYTES or not flags:
+    flags = getattr(mmap, "MAP_POPULATE", 0) if populate else 0
+    if nbytes < POPULATE_BYTES or (populate and not flags):
         return np.empty(int(n), dtype)
     m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flags)
+    if not populate and hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            m.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:
+            pass
     return np.frombuffer(m, dtype, count=int(n))  # the array keeps the mapping alive
 
 

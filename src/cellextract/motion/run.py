@@ -427,7 +427,8 @@ def _warp_all(workers: Workers, rd, p: MotionParams, r1: dict, dims, T: int, off
     qc_sums = np.zeros((T, 5))
     vmin, vmax = np.inf, -np.inf
     widest = max(c1 - c0 for c0, c1 in plan.bands)
-    buffer = populated(min(plan.window, T) * widest * H, np.float32)
+    # first touched by the first band's workers in parallel (not pre-faulted by this thread)
+    buffer = populated(min(plan.window, T) * widest * H, np.float32, populate=False)
     with RowWriter(out_path, direct=plan.window >= T and direct_io_enabled()) as out:
         writer = BlockWriter(out, T, n_writers=workers.n)
         try:

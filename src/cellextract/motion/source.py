@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FRAME_BLOCK_BYTES = 8 << 20  #: raw bytes mapped at once by :meth:`RawSource.read_cols` (counted in the RSS while mapped)
+FRAME_BLOCK_BYTES = 32 << 20  #: raw bytes mapped at once by :meth:`RawSource.read_cols` (counted in the RSS while mapped)
 
 
 @dataclass(frozen=True)
