@@ -31,7 +31,7 @@ from cellextract.motion.buffers import PAGE, aligned_view, release_scratch  # no
 from cellextract.motion.buffers import scratch as _scratch
 from cellextract.motion.output import pwrite_all
 
-BAND_BYTES = 528 << 20  #: float32 buffer of the band being written (one, shared by the worker threads)
+BAND_BYTES = 448 << 20  #: float32 buffer of the band being written (one, shared by the worker threads)
 MIN_BAND_COLS = 24  #: narrower bands re-read too much margin per frame
 FRAMES_PER_READ = 64  #: raw frames read (one band) at a time
 SUB_ROWS = 256  #: rows transposed and written together

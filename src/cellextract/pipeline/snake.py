@@ -142,10 +142,10 @@ _MEM_MODEL = {
     "previews": (1500.0, 3.0),
 }
 # motion: one band buffer shared by the worker threads (a quarter of the movie at most,
-# capped at 528 MB) + registration work arrays per thread; ~0.9 GB for 2 threads whatever
+# capped at 460 MB) + registration work arrays per thread; ~0.9 GB for 2 threads whatever
 # the movie length (bench/RESULTS_motion.md)
 _MEM_PER_PROCESS = {"motion": 80.0}  # per worker thread
-_MEM_CAP = {"motion": 528.0}  # cap of the size-dependent term
+_MEM_CAP = {"motion": 460.0}  # cap of the size-dependent term (the band buffer)
 _RUNTIME_MODEL = {  # minutes: base + per GB of movie
     "motion": (10.0, 5.0),
     "cnmf": (20.0, 30.0),
