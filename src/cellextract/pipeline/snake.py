@@ -135,7 +135,7 @@ def _file_mb(path: str) -> float:
 # Memory model per stage: base MB + factor * (input MB) [+ per worker process MB, see
 # _MEM_PER_PROCESS]. Measured in bench/ (see RESULTS.md).
 _MEM_MODEL = {
-    "motion": (350.0, 0.25),
+    "motion": (400.0, 0.25),
     "cnmf": (2000.0, 0.6),
     "evaluate": (1500.0, 2.0),
     "export": (1000.0, 3.0),
