@@ -12,18 +12,22 @@ Outputs in ``out_dir`` (see :func:`motion_correct`):
   ``corr_after`` ``(T,)`` for the preview;
 - ``motion.json``: parameters, offset, timing, frames/s, correlation summary.
 
-Two passes, memory bounded by the frame size, never by ``T``:
+Two passes, memory bounded by the frame size, never by ``T``, run by ``n_processes``
+worker threads (:mod:`cellextract.motion.workers`; the heavy steps release the GIL):
 
-1. registration — worker processes read chunks of frames and measure the rigid (and
-   patch) shifts, the QC correlations before/after (the registered values are
-   interpolated only at the QC points), each raw frame's range and the raw mean image;
+1. registration — the threads read chunks of frames and measure the rigid (and patch)
+   shifts, the QC correlation before correction, each raw frame's range and the raw mean
+   image;
 2. warp + write — the memmap is cut into bands of image columns (contiguous rows of the
-   Fortran-ordered file, :mod:`cellextract.motion.bands`); each worker reads its band's
-   raw columns for every frame straight from the input file
-   (:mod:`cellextract.motion.source`, served by the page cache pass 1 filled), warps
-   them, and writes the band's rows sequentially. Every byte of the memmap is written
-   once; nothing else is written (inputs that cannot be read in place — AVI, compressed
-   TIFF — are first copied raw to a scratch file during pass 1).
+   Fortran-ordered file, :mod:`cellextract.motion.bands`), done one after the other in
+   one shared band buffer: the threads warp blocks of frames of the band from the raw
+   columns read straight from the input file (:mod:`cellextract.motion.source`, served
+   by the page cache pass 1 filled), then transpose blocks of its rows, which writer
+   threads send to the file (its page-aligned middle with direct I/O,
+   :mod:`cellextract.motion.output`) while the next band is warped. The QC correlation
+   after correction is summed from the written values. Every byte of the memmap is
+   written once; nothing else is written (inputs that cannot be read in place — AVI,
+   compressed TIFF — are first copied raw to a scratch file during pass 1).
 
 Non-negative output (as CaImAn): if the raw movie's minimum is negative, ``offset =
 -min`` is added to every written value and recorded in ``motion.json`` (0 otherwise);
@@ -237,11 +241,10 @@ def motion_correct(reader, out_dir, name: str, *, motion_correct: bool = True, p
         Accepted for CaImAn compatibility; the shift field is a cubic spline through the
         patch centres (the continuous limit of grid upsampling).
     n_processes : int
-        Worker processes, each reading and correcting its own chunks.
+        Worker threads (CaImAn's name), each with its own reader.
     chunk_frames : int, optional
-        Frames per chunk, the unit of work of a process (default: about 64 MB of float32
-        frames, at most 1000). An in-memory array given with ``n_processes > 1`` is
-        copied to every worker (meant for tests and small data).
+        Frames per chunk, the unit of work of a thread in the registration pass
+        (default: about 64 MB of float32 frames, at most 1000).
 
     Returns
     -------
