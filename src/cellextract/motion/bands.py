@@ -34,7 +34,7 @@ from cellextract.motion.output import pwrite_all
 BAND_BYTES = 448 << 20  #: float32 buffer of the band being written (one, shared by the worker threads)
 MIN_BAND_COLS = 24  #: narrower bands re-read too much margin per frame
 FRAMES_PER_READ = 64  #: raw frames read (one band) at a time
-SUB_ROWS = 256  #: rows transposed and written together
+BLOCK_BYTES = 3 << 20  #: bytes of memmap rows transposed and written together (one write slot)
 WRITE_SLOTS = 8  #: blocks in flight per thread (their writes overlap the next band's warps)
 WINDOW_INPUT_BYTES = 4 << 30  #: raw input bytes of one window of frames at most (page cache)
 MIN_BANDS = 4  #: bands at least (work units shared by the processes)
@@ -321,9 +321,11 @@ class BlockWriter:
             self._futures.clear()
 
 
-def row_blocks(b: int) -> list[tuple[int, int]]:
-    """``[j0, j1)`` blocks of at most ``SUB_ROWS`` of a band's ``b`` pixel rows."""
-    return [(j0, min(b, j0 + SUB_ROWS)) for j0 in range(0, b, SUB_ROWS)]
+def row_blocks(b: int, n: int) -> list[tuple[int, int]]:
+    """``[j0, j1)`` blocks of a band's ``b`` pixel rows of ``n`` frames, each of about
+    :data:`BLOCK_BYTES` (so the write slots stay small whatever the window length)."""
+    step = int(np.clip(BLOCK_BYTES // (4 * max(1, n)), 1, max(1, b)))
+    return [(j0, min(b, j0 + step)) for j0 in range(0, b, step)]
 
 
 def frame_blocks(t0: int, t1: int) -> list[tuple[int, int]]:
@@ -408,7 +410,7 @@ def run_band(job: BandJob, ctx: BandContext, out, *, map_fn=map, buffer: np.ndar
                 writer.write(blk[:, j[0]:j[1]], job.c0 * H + j[0], t0, job.offset)
 
             parts += list(map_fn(warp, frame_blocks(t0, t1)))
-            for _ in map_fn(write, row_blocks(bw * H)):
+            for _ in map_fn(write, row_blocks(bw * H, t1 - t0)):
                 pass
     finally:
         if own:
