@@ -201,11 +201,14 @@ def test_missing_and_nan_frames_stay_nan(tmp_path):
     from cellextract.motion.source import RawLayout
     lay = RawLayout(((str(f), 0, "<u2"),), (8, 10), np.zeros(7, np.int32), np.array([0, 1, -1, 2, 3, 4, 5]))
     src = RawSource(lay)
-    out = np.empty((7, 8, 4), np.uint16)
-    missing = src.read_native(0, 7, 3, 7, out)
-    np.testing.assert_array_equal(missing, [False, False, True, False, False, False, False])
-    np.testing.assert_array_equal(out[3], raw[2, :, 3:7])
-    assert np.isnan(src.read_cols(0, 7, 0, 10)[2]).all()
+    frames = list(src.frames(0, 7))
+    assert [i for i, fr in frames if fr is None] == [2]
+    assert frames[3][1].dtype == np.uint16
+    np.testing.assert_array_equal(frames[3][1][:, 3:7], raw[2, :, 3:7])
+    del frames
+    cols = src.read_cols(0, 7, 3, 7)
+    assert np.isnan(cols[2]).all()
+    np.testing.assert_array_equal(cols[3], raw[2, :, 3:7].astype(np.float32))
     mov = (rng.random((20, 24, 30)) * 100 + 10).astype(np.float32)
     mov[5] = np.nan
     r = motion_correct(mov, tmp_path / "m", "m", max_shifts=(3, 3), n_processes=2, chunk_frames=8)

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from cellextract.motion.apply import _valid_range
-from cellextract.motion.buffers import PAGE, aligned_view, release_scratch  # noqa: F401 (re-export)
+from cellextract.motion.buffers import PAGE, aligned_view
 from cellextract.motion.buffers import scratch as _scratch
 from cellextract.motion.output import pwrite_all
 

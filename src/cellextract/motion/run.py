@@ -66,7 +66,7 @@ from cellextract.motion.params import MotionParams, check_params
 from cellextract.motion.source import RawSource, raw_layout, scratch_layout
 from cellextract.motion.template import read_samples, rigid_template
 from cellextract.motion.threads import single_threaded
-from cellextract.motion.workers import ArrayReader, Workers, source_spec  # noqa: F401 (ArrayReader: API)
+from cellextract.motion.workers import Workers, source_spec
 
 log = get_logger(__name__)
 

@@ -3,12 +3,13 @@
 The pixel-major CaImAn memmap is written one band of image columns at a time (a band of
 columns is a contiguous block of rows of the ``(H*W, T)`` file, pixels in Fortran order),
 so the second pass reads, for every frame, only the columns of one band (plus a margin)
-from the raw movie. :class:`RawSource` serves such reads straight from the stored movie
-when its frames are uncompressed and back to back (isxd, contiguous TIFF, series of
-those): a short-lived read-only map per block of frames, pages served from the page
-cache the first pass filled, nothing kept mapped (so nothing accumulates in the RSS).
-Other inputs (AVI, compressed TIFF, in-memory arrays copied to workers) are first copied
-to a frame-major float32 scratch file by the first pass, and read the same way.
+from the raw movie. :class:`RawSource` hands out the stored frames themselves as views
+(:meth:`RawSource.frames`, the caller takes the columns it needs) when they are
+uncompressed and back to back (isxd, contiguous TIFF, series of those): a short-lived
+read-only map per block of frames, pages served from the page cache the first pass
+filled, nothing kept mapped (so nothing accumulates in the RSS). Other inputs (AVI,
+compressed TIFF) are first copied to a frame-major float32 scratch file by the first
+pass, and read the same way; an in-memory movie is used as it is.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FRAME_BLOCK_BYTES = 32 << 20  #: raw bytes mapped at once by :meth:`RawSource.read_cols` (counted in the RSS while mapped)
+FRAME_BLOCK_BYTES = 32 << 20  #: raw bytes mapped at once by :meth:`RawSource.frames` (counted in the RSS while mapped)
 
 
 @dataclass(frozen=True)
@@ -148,24 +149,6 @@ class RawSource:
             self.dtype = kinds.pop() if len(kinds) == 1 else np.dtype(np.float32)
             if self.dtype.kind not in "uif" or self.dtype.itemsize > 4:
                 self.dtype = np.dtype(np.float32)
-
-    def read_native(self, t0: int, t1: int, c0: int, c1: int, out: np.ndarray) -> np.ndarray:
-        """Frames ``t0:t1``, columns ``c0:c1`` into ``out`` ``(n, H, c1 - c0)`` of
-        :attr:`dtype` (no conversion when it is the stored type).
-
-        Returns
-        -------
-        np.ndarray
-            ``(n,)`` bool, frames not stored (to be set to NaN by the caller; a NaN
-            cannot be stored in an integer ``out``).
-        """
-        n = t1 - t0
-        missing = np.zeros(n, bool)
-        if self.array is not None:
-            out[...] = self.array[t0:t1, :, c0:c1]
-            return missing
-        self._read_runs(t0, t1, c0, c1, out, missing)
-        return missing
 
     def read_cols(self, t0: int, t1: int, c0: int, c1: int, out: np.ndarray | None = None) -> np.ndarray:
         """Frames ``t0:t1``, columns ``c0:c1`` as float32 ``(n, H, c1 - c0)`` (NaN frames for
