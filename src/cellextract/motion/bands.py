@@ -196,7 +196,9 @@ def warp_block(job: BandJob, ctx: BandContext, rows: np.ndarray, r0: int) -> dic
     -------
     dict
         ``sum``, ``cnt`` ``(bw*H,)`` float64 sums / counts of finite values (before the
-        offset), ``vmin``, ``vmax`` over finite values (before the offset).
+        offset; ``cnt`` is the scalar ``n`` when all are finite), ``vmin``, ``vmax`` over
+        finite values (before the offset), ``qc`` the ``(n, 5)`` QC sums (None without
+        ``ctx.qc``) and ``r0``.
     """
     src = ctx.source
     H, W = src.dims
@@ -273,8 +275,8 @@ class BlockWriter:
     Each calling thread transposes into one of ``WRITE_SLOTS`` page-aligned stores of
     its own (so direct I/O can take the middle) and hands the write to a writer thread; a
     store is reused once its previous write is done, so the disk works while the threads
-    warp the next band. :meth:`flush` (at the end) waits for every
-    write and re-raises write errors.
+    warp the next band. :meth:`flush` (at the end) waits for every write and re-raises
+    write errors.
 
     Parameters
     ----------
