@@ -15,7 +15,7 @@ updates seeded with the found footprints.
 
 Memory: the data are never held whole; each update streams the memmap in blocks of
 pixel rows (contiguous in time) read with plain file reads, accumulating only
-``A^T Y`` (K, T) and ``Y C^T`` (P, K). The ring-model fit uses a spatially
+``A^T Y`` (K, T) and ``Y C^T`` on each footprint's support mask (plus a ring-model halo). The ring-model fit uses a spatially
 (``ssub_B``) and temporally binned copy of the data capped at ``max_bg_frames`` frames.
 
 Not used: ``low_rank_background`` (the background of ``nb > 0`` is always updated by
@@ -38,8 +38,8 @@ from cellextract.cnmf.merge import merge_components
 from cellextract.cnmf.noise import g_from_decay
 from cellextract.cnmf.patches import (RowSource, bin_time, combine_patches, map_patches, patch_grid,
                                       rows_to_frames, stats_pass)
-from cellextract.cnmf.spatial import (clean_footprints, hals_spatial, lowrank_spatial_stats,
-                                      ring_spatial_stats, support_masks)
+from cellextract.cnmf.spatial import clean_footprints, hals_spatial, support_masks
+from cellextract.cnmf.spatial_stats import lowrank_spatial_stats, ring_spatial_stats
 from cellextract.cnmf.temporal import (lowrank_temporal_stats, ring_temporal_stats,
                                        update_temporal)
 from cellextract.errors import NoComponentsError, ParameterError
@@ -242,7 +242,7 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
     else:
         b, f = init_lowrank(mean_Y - A @ C.mean(1), rows.T, nb)
         for _ in range(2):
-            _, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims, box=box)
+            _, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims)
             b = hals_b(b, Yf - A @ (C @ f.T), f @ f.T)
             _, bTY = lowrank_temporal_stats(rows, A, C, b, f, bb)
             f = hals_f(f, bTY - (b.T @ A) @ C, b.T @ b)
@@ -269,11 +269,11 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
                                         split_corr=o["merge_split_corr"])
         if A.shape[1] == 0:
             break
-        if nb == 0:
-            Q = ring_spatial_stats(rows, A, C, ring, bb, dims=dims, box=box)
-        else:
-            Q, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims, box=box)
         masks = support_masks(A, dims, dilate=max(1, gSig // 2 + 1), box=box)
+        if nb == 0:
+            Q = ring_spatial_stats(rows, A, C, ring, bb, dims=dims, masks=masks)
+        else:
+            Q, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims, masks=masks)
         Ad = hals_spatial(A, Q, C @ C.T, masks, n_iter=3)
         del Q
         A, keep = clean_footprints(Ad, dims)
