@@ -213,3 +213,33 @@ def test_masked_ring_statistics_odd_dims_and_block_size():
     Qd = (Yr - ring.background(Yr - A @ C)) @ C.T
     for k, m in enumerate(masks):
         np.testing.assert_allclose(q[k], Qd[m, k], rtol=1e-4, atol=1e-4 * np.abs(Qd[:, k]).max())
+
+
+def test_streamed_residual_search_matches_in_memory_residual(movie):
+    """residual_init_patch (residual computed column by column as corr_pnr reads it, any
+    memory budget) finds what corr_pnr finds on the whole residual computed in memory."""
+    from cellextract.cnmf.background import downsample_operator, fit_ring_model
+    from cellextract.cnmf.fit import DEFAULTS, residual_init_patch
+    from cellextract.cnmf.init_corr_pnr import init_corr_pnr
+    from cellextract.cnmf.patch_movie import PatchReader
+    from cellextract.cnmf.patches import bin_time
+    sim, Yr = movie
+    known = np.arange(0, K, 2)                                  # half the neurons known
+    A = sp.csc_matrix(sim.truth.A)[:, known].astype(np.float32)
+    C = sim.truth.C[known].astype(np.float32)
+    o = dict(DEFAULTS, **KW, fr=sim.truth.fr, decay_time=sim.truth.decay_time)
+    tbin = int(np.ceil(T / o["max_bg_frames"]))
+    ring = fit_ring_model(downsample_operator(DIMS, 2) @ bin_time(Yr, tbin), A,
+                          bin_time(C, tbin), mean_Y=Yr.mean(1), mean_C=C.mean(1), dims=DIMS,
+                          gSiz=7, ring_size_factor=1.4, ssub_B=2)
+    R = Yr - A @ C
+    R = (R - ring.background(R)).astype(np.float32)
+    ref = init_corr_pnr(R, rows_dims=DIMS, gSig=(3, 3), gSiz=(7, 7), min_corr=0.8, min_pnr=6,
+                        tsub=2, center_psf=True)
+    assert ref.K > 0
+    for budget in (1 << 30, 1 << 18):
+        An, Cn, _, _ = residual_init_patch(PatchReader(Yr, DIMS, pilot_frames=None), DIMS,
+                                           A_p=A, C_p=C, o=dict(o, patch_bytes=budget))
+        assert An.shape[1] == ref.K
+        np.testing.assert_allclose(An.toarray(), ref.A.toarray(), atol=1e-4)
+        np.testing.assert_allclose(Cn, ref.C, rtol=1e-3, atol=1e-2 * np.abs(ref.C).max())

@@ -56,7 +56,8 @@ DEFAULTS = dict(
     p=1, bas_nonneg=False, method_deconvolution="oasis", fr=30.0, decay_time=0.4,
     noise_range=(0.25, 0.5), noise_method="mean", merge_thr=0.7,
     update_background_components=True, refit=False,
-    n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, init_fn=None, residual_search=True,
+    n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, patch_bytes=48 << 20, init_fn=None,
+    residual_search=True,
     dup_thr=0.6, spatial_box=None, merge_cos_thr=0.85,
     merge_split_corr=-0.2, pnr_noise="psd", min_area=None, dup_traces=True,
 )
@@ -121,13 +122,15 @@ def min_area(o) -> float:
 
 # ----------------------------------------------------------------------------- init
 
-def init_patch(Yp: np.ndarray, pdims, *, o: dict):
+def init_patch(reader, pdims, *, o: dict):
     """Initialise (and, with ``only_init=False``, fit) one patch.
 
     Parameters
     ----------
-    Yp : ndarray, shape (h*w, T)
-        Patch data, Fortran pixel order.
+    reader : cellextract.cnmf.patch_movie.PatchReader
+        The patch (h*w pixels x T frames, Fortran pixel order). corr_pnr reads it column
+        by column (memory bounded by ``o['patch_bytes']``); the other initialisers and
+        ``only_init=False`` read it whole.
     pdims : (int, int)
     o : dict
         Options (see ``DEFAULTS``).
@@ -138,15 +141,15 @@ def init_patch(Yp: np.ndarray, pdims, *, o: dict):
     """
     cn = pnr = None
     corr_pnr = o["init_fn"] is None and o["method_init"] == "corr_pnr"
-    Y = None if corr_pnr else rows_to_frames(Yp, pdims)   # corr_pnr averages rows first
+    Y = None if corr_pnr else rows_to_frames(reader.read_all(), pdims)
     if o["init_fn"] is not None:
         A, C = o["init_fn"](Y)
     elif corr_pnr:
         from cellextract.cnmf.init_corr_pnr import init_corr_pnr
-        r = init_corr_pnr(Yp, rows_dims=pdims, gSig=o["gSig"], gSiz=o["gSiz"],
+        r = init_corr_pnr(reader, gSig=o["gSig"], gSiz=o["gSiz"],
                           min_corr=o["min_corr"], min_pnr=o["min_pnr"], K=o["K"],
                           center_psf=o["center_psf"], tsub=o["tsub"], ssub=o["ssub"],
-                          pnr_noise=o["pnr_noise"])
+                          pnr_noise=o["pnr_noise"], max_bytes=o["patch_bytes"])
         A, C, cn, pnr = r.A, r.C, r.cn, r.pnr
     elif o["method_init"] == "greedy_roi":
         from cellextract.cnmf.init_greedy import init_greedy_roi
@@ -164,6 +167,7 @@ def init_patch(Yp: np.ndarray, pdims, *, o: dict):
     A, C = sp.csc_matrix(A, dtype=np.float32), np.asarray(C, np.float32)
     if not o["only_init"] and A.shape[1] > 0:
         sub = dict(o, only_init=True, rf=None, refit=False)
+        Yp = reader.read_all()
         try:
             est = fit_core(RowSource(Yp, Yp.shape[0], Yp.shape[1]), pdims, A, C, sub)
             A, C = est.A, est.C
@@ -326,12 +330,27 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
     return est
 
 
-def residual_init_patch(Yp: np.ndarray, pdims, *, A_p, C_p, o: dict):
+def _patch_ring_data(reader, tbin: int, ssub_B: int):
+    """``D Y`` binned over ``tbin`` frames (P_ds, T // tbin) and the temporal mean of
+    ``Y`` (h*w,) of a patch, read column by column."""
+    h, w = reader.shape
+    D = downsample_operator((h, w), ssub_B)
+    mean = np.zeros(h * w, np.float32)
+    Yb = np.zeros((h * w, reader.T // tbin), np.float32)
+    for c in range(w):
+        X = reader.column(c)
+        mean[c * h:(c + 1) * h] = X.mean(1)
+        Yb[c * h:(c + 1) * h] = bin_time(X, tbin)
+    return D @ Yb, mean
+
+
+def residual_init_patch(reader, pdims, *, A_p, C_p, o: dict):
     """Search one patch's residual (data - neurons - local ring background) for neurons.
 
     Parameters
     ----------
-    Yp : ndarray, shape (h*w, T)
+    reader : cellextract.cnmf.patch_movie.PatchReader
+        The patch (h*w, T).
     pdims : (int, int)
     A_p : sparse, shape (h*w, K_p)
         Known footprints restricted to the patch.
@@ -341,26 +360,26 @@ def residual_init_patch(Yp: np.ndarray, pdims, *, A_p, C_p, o: dict):
     Returns
     -------
     (A (h*w, K_new) csc, C (K_new, T), None, None)
+
+    Notes
+    -----
+    The ring model is fitted on the binned data (``max_bg_frames``); the residual is
+    computed column by column as corr_pnr reads it
+    (:class:`~cellextract.cnmf.patch_movie.ResidualReader`), never for the whole patch.
     """
     from cellextract.cnmf.init_corr_pnr import init_corr_pnr
-    T = Yp.shape[1]
-    tbin = max(1, int(np.ceil(T / o["max_bg_frames"])))
+    from cellextract.cnmf.patch_movie import ResidualReader
+    tbin = max(1, int(np.ceil(reader.T / o["max_bg_frames"])))
     A_p = sp.csc_matrix(A_p, dtype=np.float32)
     C_p = np.asarray(C_p, np.float32)
-    D = downsample_operator(pdims, o["ssub_B"])
-    ring = fit_ring_model(D @ bin_time(Yp, tbin), A_p, bin_time(C_p, tbin),
-                          mean_Y=Yp.mean(1), mean_C=C_p.mean(1), dims=pdims,
-                          gSiz=_pair(o["gSiz"])[0], ring_size_factor=o["ring_size_factor"],
-                          ssub_B=o["ssub_B"])
-    R = Yp                                  # residual computed in place, in time chunks
-    for t0 in range(0, T, 1000):
-        ch = slice(t0, min(T, t0 + 1000))
-        R[:, ch] -= np.asarray(A_p @ C_p[:, ch], np.float32)
-        R[:, ch] -= np.asarray(ring.background(R[:, ch]), np.float32)
-    r = init_corr_pnr(R, rows_dims=pdims, gSig=o["gSig"], gSiz=o["gSiz"],
+    Yds, mean_Y = _patch_ring_data(reader, tbin, o["ssub_B"])
+    ring = fit_ring_model(Yds, A_p, bin_time(C_p, tbin), mean_Y=mean_Y, mean_C=C_p.mean(1),
+                          dims=pdims, gSiz=_pair(o["gSiz"])[0],
+                          ring_size_factor=o["ring_size_factor"], ssub_B=o["ssub_B"])
+    r = init_corr_pnr(ResidualReader(reader, A_p, C_p, ring), gSig=o["gSig"], gSiz=o["gSiz"],
                       min_corr=o["min_corr"], min_pnr=o["min_pnr"], K=o["K"],
                       center_psf=o["center_psf"], tsub=o["tsub"], ssub=o["ssub"],
-                      pnr_noise=o["pnr_noise"])
+                      pnr_noise=o["pnr_noise"], max_bytes=o["patch_bytes"])
     return sp.csc_matrix(r.A, dtype=np.float32), np.asarray(r.C, np.float32), None, None
 
 

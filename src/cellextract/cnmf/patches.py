@@ -13,7 +13,8 @@ kept only from the patch whose core holds its centre of mass, then remaining dup
 combined with a merge pass.
 
 Reading: the memmap ``Yr`` is (P, T) C order with Fortran pixel order, so the pixels of
-a patch are one contiguous run of ``h`` rows per image column.
+a patch are one contiguous run of ``h`` rows per image column; workers get a lazy
+:class:`~cellextract.cnmf.patch_movie.PatchReader` and read what they need.
 """
 
 from __future__ import annotations
@@ -127,22 +128,25 @@ def local_to_full(A_loc: sp.spmatrix, patch: Patch, dims: tuple[int, int]) -> sp
                          shape=(int(dims[0]) * int(dims[1]), A_loc.shape[1]))
 
 
-def _open_source(src):
+def patch_reader(src, dims: tuple[int, int], patch: Patch):
+    """A :class:`~cellextract.cnmf.patch_movie.PatchReader` of one patch of ``src``
+    (memmap path, read with plain file reads, or an in-memory (P, T) array)."""
+    from cellextract.cnmf.patch_movie import PatchReader
     if isinstance(src, (str, os.PathLike)):
-        from cellextract.io.memmap import open_memmap
-        Yr, _, _ = open_memmap(src)
-        return Yr
-    return src
+        from cellextract.io.memmap import _parse, open_memmap
+        _, T, order = _parse(src)
+        if order != "C":                               # pixel traces not contiguous
+            src = open_memmap(src)[0]
+        return PatchReader(src, dims, patch.rows, patch.cols, T=T)
+    return PatchReader(src, dims, patch.rows, patch.cols, pilot_frames=None)
 
 
 def _worker(args):
-    """Run ``func(Yp, pdims, **kwargs)`` on one patch; returns (index, result, seconds)."""
+    """Run ``func(reader, pdims, **kwargs)`` on one patch (``reader`` a
+    :class:`~cellextract.cnmf.patch_movie.PatchReader`); returns (index, result, seconds)."""
     src, dims, patch, func, kwargs = args
     t0 = time.perf_counter()
-    Yr = _open_source(src)
-    Yp = read_patch_rows(Yr, dims, patch)
-    del Yr
-    res = func(Yp, patch.dims, **kwargs)
+    res = func(patch_reader(src, dims, patch), patch.dims, **kwargs)
     return patch.index, res, time.perf_counter() - t0
 
 
@@ -155,13 +159,16 @@ def _pool_worker(args):
 
 def map_patches(src, dims: tuple[int, int], patches: list[Patch], func, *, n_processes: int = 1,
                 per_patch=None, **kwargs) -> list:
-    """Apply ``func(Yp (h*w, T), pdims, **kwargs)`` to every patch.
+    """Apply ``func(reader, pdims, **kwargs)`` to every patch.
+
+    ``reader`` is a :class:`~cellextract.cnmf.patch_movie.PatchReader` of the patch (read
+    column by column, or whole with ``reader.read_all()`` -> (h*w, T)).
 
     Parameters
     ----------
     src : str or array
-        Memmap path (each worker opens it and reads only its patch) or an in-memory
-        ``(P, T)`` array (processed in this process).
+        Memmap path (each worker reads only its patch) or an in-memory ``(P, T)`` array
+        (processed in this process).
     n_processes : int
         Worker processes (``fork`` pool) when ``src`` is a path.
     per_patch : list of dict, optional

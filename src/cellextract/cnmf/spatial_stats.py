@@ -197,7 +197,7 @@ def ring_spatial_stats(rows, A, C, ring, block_bytes, *, dims, masks) -> list:
 
 def _block_index(pix: np.ndarray, dims, s: int) -> np.ndarray:
     """Index on the ``s x s`` block grid (Fortran order) of full-resolution pixels."""
-    H, W = int(dims[0]), int(dims[1])
+    H = int(dims[0])
     Hd = -(-H // s)
     return (pix % H) // s + ((pix // H) // s) * Hd
 
