@@ -1,4 +1,7 @@
-"""Streamed filtered-patch statistics and seed windows equal the whole-movie versions."""
+"""Streamed filtered-patch statistics and seed windows equal the whole-movie versions.
+
+A window recomputed in one piece is bit-identical to the kept patch; in chunks of frames
+the BLAS products may round differently (relative 1e-7)."""
 
 import numpy as np
 import pytest
@@ -66,15 +69,15 @@ def test_recomputed_windows_replay_subtractions_exactly(small):
     lazy = FilteredStore(movie, k, filtered_statistics(movie, k, keep=False))
     rng = np.random.default_rng(0)
     for r0, r1, c0, c1 in [(3, 15, 2, 12), (10, 23, 8, 19), (0, 23, 0, 19)]:
-        Fk, raw_k = kept.window(r0, r1, c0, c1)
-        Fl, raw_l = lazy.window(r0, r1, c0, c1)
-        assert raw_k is None
-        np.testing.assert_array_equal(Fl, Fk)
-        np.testing.assert_array_equal(raw_l, kept.raw(r0, r1, c0, c1))
+        Fk = kept.window(r0, r1, c0, c1)
+        np.testing.assert_array_equal(lazy.window(r0, r1, c0, c1, chunk_bytes=1e9), Fk)
+        Fl = lazy.window(r0, r1, c0, c1, chunk_bytes=4 * 16 * 600)      # chunks of frames
+        np.testing.assert_allclose(Fl, Fk, rtol=1e-5, atol=1e-4)
         rr, cc = np.nonzero(rng.random((r1 - r0, c1 - c0)) < 0.3)    # a subtraction
         coef = rng.random(rr.size).astype(np.float32)
         c = Fk[rr[0], cc[0]].copy()
         Fk[rr, cc] -= coef[:, None] * c[None, :]
         lazy.record(rr + r0, cc + c0, coef, c)
-    np.testing.assert_array_equal(lazy.window(0, 23, 0, 19)[0], kept.window(0, 23, 0, 19)[0])
-    assert lazy.n_computed == 4 and kept.n_computed == 0
+    np.testing.assert_array_equal(lazy.window(0, 23, 0, 19, chunk_bytes=1e9),
+                                  kept.window(0, 23, 0, 19))
+    assert lazy.n_computed == 7 and kept.n_computed == 0

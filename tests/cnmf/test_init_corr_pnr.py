@@ -206,16 +206,17 @@ _SEEDS_BEFORE = {
 @pytest.mark.parametrize("tsub,ssub", list(_SEEDS_BEFORE))
 def test_streamed_search_matches_whole_movie_and_recomputed_windows(movie, tsub, ssub):
     """The filtered movie kept in memory, or each seed's window recomputed from the movie
-    (tiny memory budget): identical results, and the seeds of the in-memory version."""
+    in chunks of frames (tiny memory budget): the same result (up to float rounding of
+    the BLAS products), and the seeds of the in-memory version."""
     Y = movie[0]
     kept = _run(Y, tsub=tsub, ssub=ssub)
     lazy = _run(Y, tsub=tsub, ssub=ssub, max_bytes=2e5)
     assert kept.extra["kept"] and not lazy.extra["kept"] and lazy.extra["windows"] >= lazy.K
     np.testing.assert_array_equal(kept.extra["seeds"], _SEEDS_BEFORE[(tsub, ssub)])
     np.testing.assert_array_equal(lazy.extra["seeds"], kept.extra["seeds"])
-    np.testing.assert_array_equal(lazy.A.toarray(), kept.A.toarray())
-    np.testing.assert_array_equal(lazy.C, kept.C)
-    np.testing.assert_array_equal(lazy.cn, kept.cn)
+    np.testing.assert_allclose(lazy.A.toarray(), kept.A.toarray(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(lazy.C, kept.C, rtol=1e-4, atol=1e-4 * np.abs(kept.C).max())
+    np.testing.assert_array_equal(lazy.cn, kept.cn)                 # same sweep
     np.testing.assert_array_equal(lazy.pnr, kept.pnr)
 
 
@@ -229,5 +230,5 @@ def test_patch_reader_from_memmap_file(movie, tmp_path):
     rows.tofile(path)
     a = _run(Y, tsub=2, max_bytes=1e5)
     b = _run(PatchReader(str(path), (h, w), T=T), tsub=2, max_bytes=1e5)
-    np.testing.assert_array_equal(a.A.toarray(), b.A.toarray())
-    np.testing.assert_array_equal(a.C, b.C)
+    np.testing.assert_allclose(a.A.toarray(), b.A.toarray(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a.C, b.C, rtol=1e-5, atol=1e-5 * np.abs(a.C).max())

@@ -31,6 +31,9 @@ def test_file_and_array_readers_agree(movie):
     np.testing.assert_array_equal(b.read_all(), whole)
     np.testing.assert_array_equal(b.column(3, 2, 9), whole[3 * 17 + 2:3 * 17 + 9])
     np.testing.assert_array_equal(a.avg_rect(1, 8, 2, 5, 3), b.avg_rect(1, 8, 2, 5, 3))
+    whole3 = b.avg_rect(1, 8, 2, 5, 3)
+    parts = [b.avg_rect(1, 8, 2, 5, 3, t0, min(t0 + 4, 14)) for t0 in range(0, 14, 4)]
+    np.testing.assert_array_equal(np.concatenate(parts, axis=2), whole3)   # frame chunks
     cols = [c for _, c in b.iter_avg_columns(2)]
     np.testing.assert_array_equal(np.concatenate(cols), time_average(whole, 2))
 
@@ -79,3 +82,5 @@ def test_residual_reader_matches_dense_residual():
         np.testing.assert_allclose(cols, ref, rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(rr.avg_rect(3, 11, 16, 22, tsub), ref[16:22, 3:11],
                                    rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(rr.avg_rect(3, 11, 16, 22, tsub, chunk_bytes=4e4),
+                                   ref[16:22, 3:11], rtol=1e-4, atol=1e-3)

@@ -72,7 +72,8 @@ def _terms(kernel):
 
 
 def filter_block(Y: np.ndarray, cols_in: tuple[int, int], cols_out: tuple[int, int], width: int,
-                 kernel: np.ndarray, *, t_chunk: int = 1024) -> np.ndarray:
+                 kernel: np.ndarray, *, rows_out: tuple[int, int] | None = None,
+                 t_chunk: int = 1024) -> np.ndarray:
     """Filter frames given as a block of columns.
 
     Parameters
@@ -86,26 +87,36 @@ def filter_block(Y: np.ndarray, cols_in: tuple[int, int], cols_out: tuple[int, i
     width : int
         Number of columns of the whole image (reflection at its edges).
     kernel : ndarray, shape (kh, kw)
-    t_chunk : int
-        Frames per product (bounds the temporaries).
+    rows_out : (int, int), optional
+        Rows of the block to return (default all).
+    t_chunk : int, optional
+        Frames per product (bounds the temporaries); default all.
 
     Returns
     -------
-    ndarray, shape (n_out, n_rows, T), float32
+    ndarray, shape (n_out, n_rows_out, T), float32
         Rows are reflected at the block's first and last row: rows within ``kh // 2`` of
         a block edge that is not an image edge are not exact.
     """
     n_in, nr, T = Y.shape
-    out = np.zeros((cols_out[1] - cols_out[0], nr, T), np.float32)
-    for kc, kx in _terms(kernel):
+    ro = (0, nr) if rows_out is None else rows_out
+    n_out = cols_out[1] - cols_out[0]
+    out = np.empty((n_out, ro[1] - ro[0], T), np.float32)
+    step = T if t_chunk is None else max(1, int(t_chunk))
+    Y = np.ascontiguousarray(Y) if step >= T else Y
+    for i, (kc, kx) in enumerate(_terms(kernel)):
         M = _band(kx, cols_out, cols_in, width)
-        for t0 in range(0, T, t_chunk):
-            t1 = min(T, t0 + t_chunk)
-            Yc = Y[:, :, t0:t1] if (t0, t1) != (0, T) else Y
-            Z = (M @ np.ascontiguousarray(Yc).reshape(n_in, -1)).reshape(-1, nr, t1 - t0)
-            for j in range(Z.shape[0]):
-                out[j, :, t0:t1] += cv2.sepFilter2D(Z[j], cv2.CV_32F, _ONE, kc,
-                                                    borderType=cv2.BORDER_REFLECT)
+        for t0 in range(0, T, step):
+            t1 = min(T, t0 + step)
+            Yc = Y if step >= T else np.ascontiguousarray(Y[:, :, t0:t1])
+            Z = (M @ Yc.reshape(n_in, -1)).reshape(n_out, nr, t1 - t0)
+            for j in range(n_out):
+                part = cv2.sepFilter2D(Z[j], cv2.CV_32F, _ONE, kc,
+                                       borderType=cv2.BORDER_REFLECT)[ro[0]:ro[1]]
+                if i == 0:
+                    out[j, :, t0:t1] = part
+                else:
+                    out[j, :, t0:t1] += part
     return out
 
 
@@ -271,25 +282,30 @@ class FilteredStore:
         """Averaged movie on a rectangle, (rows, cols, T)."""
         return np.ascontiguousarray(self.movie.rect(r0, r1, c0, c1).transpose(1, 0, 2))
 
-    def window(self, r0, r1, c0, c1):
-        """Filtered data (rows, cols, T) on a rectangle and, when recomputed, the averaged
-        movie there (else None)."""
+    def window(self, r0, r1, c0, c1, *, chunk_bytes: float = 8e6) -> np.ndarray:
+        """Current filtered data on a rectangle, (rows, cols, T): a view of the kept
+        patch, or recomputed from the movie in chunks of frames (raw data of one chunk
+        below ``chunk_bytes``) with the recorded subtractions replayed in order."""
         if self.kept:
-            return self.stats.F[r0:r1, c0:c1], None
+            return self.stats.F[r0:r1, c0:c1]
         h, w = self.movie.shape
         (kh, kw) = self.kr
         R0, R1, C0, C1 = max(r0 - kh, 0), min(r1 + kh, h), max(c0 - kw, 0), min(c1 + kw, w)
-        Y = self.movie.rect(R0, R1, C0, C1)                     # (cols, rows, T)
-        F = filter_block(Y, (C0, C1), (c0, c1), w, self.kernel)[:, r0 - R0:r1 - R0]
-        F = np.ascontiguousarray(F.transpose(1, 0, 2))
+        T = self.movie.Td
+        F = np.empty((r1 - r0, c1 - c0, T), np.float32)
+        step = max(16, int(chunk_bytes // (4 * (R1 - R0) * (C1 - C0))))
+        for a in range(0, T, step):
+            b = min(T, a + step)
+            Y = self.movie.rect(R0, R1, C0, C1, a, b)              # (cols, rows, n)
+            Fc = filter_block(Y, (C0, C1), (c0, c1), w, self.kernel, rows_out=(r0 - R0, r1 - R0))
+            F[:, :, a:b] = Fc.transpose(1, 0, 2)
         F -= self.stats.base[r0:r1, c0:c1, None]
         for rr, cc, coef, c in self.subtracted:
             sel = (rr >= r0) & (rr < r1) & (cc >= c0) & (cc < c1)
             if sel.any():
                 F[rr[sel] - r0, cc[sel] - c0] -= coef[sel][:, None] * c[None, :]
         self.n_computed += 1
-        raw = np.ascontiguousarray(Y[c0 - C0:c1 - C0, r0 - R0:r1 - R0].transpose(1, 0, 2))
-        return F, raw
+        return F
 
     def record(self, rows, cols, coef, trace) -> None:
         """Remember that ``coef[i] * trace`` was subtracted at pixel ``(rows[i], cols[i])``."""

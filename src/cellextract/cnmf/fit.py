@@ -25,6 +25,7 @@ uses AR coefficients from ``decay_time`` and ``fr`` (not re-estimated per trace)
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -37,7 +38,7 @@ from cellextract.cnmf.estimates import Estimates
 from cellextract.cnmf.merge import merge_components
 from cellextract.cnmf.noise import g_from_decay
 from cellextract.cnmf.patches import (RowSource, bin_time, combine_patches, map_patches, patch_grid,
-                                      rows_to_frames, stats_pass)
+                                      patch_pool, rows_to_frames, stats_pass)
 from cellextract.cnmf.spatial import clean_footprints, hals_spatial, support_masks
 from cellextract.cnmf.spatial_stats import lowrank_spatial_stats, ring_spatial_stats
 from cellextract.cnmf.temporal import (lowrank_temporal_stats, ring_temporal_stats,
@@ -188,12 +189,12 @@ def _stitch(images, patches, dims):
     return out
 
 
-def initialize(src, dims, o, n_processes):
+def initialize(src, dims, o, n_processes, pool=None):
     """Patch-wise initialisation; returns A (P, K) csc, C (K, T), cn, pnr."""
     patches = patch_grid(dims, rf=o["rf"], stride=o["stride"], border_pix=o["border_pix"])
     log.info("initialisation (%s) over %d patch(es), %d process(es)", o["method_init"],
              len(patches), n_processes)
-    parts = map_patches(src, dims, patches, init_patch, n_processes=n_processes, o=o)
+    parts = map_patches(src, dims, patches, init_patch, n_processes=n_processes, pool=pool, o=o)
     A, C = combine_patches([(a, c) for a, c, _, _ in parts], patches, dims,
                            del_duplicates=o["del_duplicates"], merge_thr=o["merge_thr"],
                            dup_thr=o["dup_thr"], dup_corr=_dup_corr(o))
@@ -265,7 +266,8 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
     for rnd in range(int(o["n_rounds"])):
         tr = temporal(A, C)
         live = np.abs(tr.C).sum(1) > 0
-        A, C = sp.csc_matrix(A[:, live]), tr.C[live]
+        A, C = sp.csc_matrix(A[:, live]), (tr.C if live.all() else tr.C[live])
+        del tr                                   # S, YrA (K, T) are recomputed at the end
         if nb > 0:
             f = hals_f(f, bTY - (b.T @ A) @ C, b.T @ b)
         A, C, groups = merge_components(A, C, merge_thr=o["merge_thr"],
@@ -389,7 +391,7 @@ def _patch_rows(patch, dims):
     return np.concatenate([np.arange(r0 + c * H, r1 + c * H) for c in range(c0, c1)])
 
 
-def residual_search(src, dims, A, C, o, n_processes):
+def residual_search(src, dims, A, C, o, n_processes, pool=None):
     """Neurons missed by the first initialisation, found in the model residual.
 
     The analogue of CNMF-E's second initialisation pass (CaImAn ``init_iter = 2``):
@@ -404,13 +406,15 @@ def residual_search(src, dims, A, C, o, n_processes):
     """
     patches = patch_grid(dims, rf=o["rf"], stride=o["stride"], border_pix=o["border_pix"])
     Ar = sp.csr_matrix(A)
-    per = []
-    for p in patches:
+
+    def per_patch(p):                   # made when the patch is sent (C_p: (K_p, T))
         Ap = Ar[_patch_rows(p, dims)]
         ks = np.flatnonzero(np.asarray(Ap.getnnz(axis=0)) > 0)
-        per.append(dict(A_p=sp.csc_matrix(Ap[:, ks]), C_p=C[ks]))
+        return dict(A_p=sp.csc_matrix(Ap[:, ks]), C_p=C[ks])
+
+    per = [functools.partial(per_patch, p) for p in patches]
     parts = map_patches(src, dims, patches, residual_init_patch, n_processes=n_processes,
-                        per_patch=per, o=o)
+                        per_patch=per, pool=pool, o=o)
     An, Cn = combine_patches([(a, c) for a, c, _, _ in parts], patches, dims,
                              del_duplicates=True, merge_thr=o["merge_thr"],
                              dup_thr=o["dup_thr"], dup_corr=_dup_corr(o))
@@ -443,10 +447,16 @@ def _cross_corr(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
 
 def _run(src, dims, T, o, n_processes) -> Estimates:
     _check_opts(o)
-    t0 = time.perf_counter()
     dims = (int(dims[0]), int(dims[1]))
+    patches = patch_grid(dims, rf=o["rf"], stride=o["stride"], border_pix=o["border_pix"])
+    with patch_pool(src, n_processes, len(patches)) as pool:    # forked while still small
+        return _fit(src, dims, T, o, n_processes, pool)
+
+
+def _fit(src, dims, T, o, n_processes, pool) -> Estimates:
+    t0 = time.perf_counter()
     P = dims[0] * dims[1]
-    A, C, cn, pnr = initialize(src, dims, o, n_processes)
+    A, C, cn, pnr = initialize(src, dims, o, n_processes, pool)
     if A.shape[1] == 0:
         raise NoComponentsError(
             f"no components found by {o['method_init']} initialisation "
@@ -458,10 +468,12 @@ def _run(src, dims, T, o, n_processes) -> Estimates:
               and int(o["nb"]) == 0 and o["init_fn"] is None)
     if search:
         est = fit_core(rows, dims, A, C, dict(o, n_rounds=1), cache=cache)
-        An, Cn = residual_search(src, dims, est.A, est.C, o, n_processes)
+        A, C = est.A, est.C
+        del est                                  # only A, C go on (S, YrA: (K, T) each)
+        An, Cn = residual_search(src, dims, A, C, o, n_processes, pool)
         log.info("residual search: %d new components", An.shape[1])
-        A = sp.hstack([est.A, An], format="csc").astype(np.float32)
-        C = np.vstack([est.C, Cn]).astype(np.float32)
+        A = sp.hstack([A, An], format="csc").astype(np.float32)
+        C = np.vstack([C, Cn]).astype(np.float32)
         est = fit_core(rows, dims, A, C, dict(o, n_rounds=max(1, int(o["n_rounds"]) - 1)),
                        cache=cache)
     else:

@@ -425,14 +425,10 @@ def init_corr_pnr(Y, *, gSig, gSiz=None, min_corr: float, min_pnr: float, K: int
         seed = np.unravel_index(int(np.argmax(s)), s.shape)
         allowed[seed] = False
         r0, r1, c0, c1 = _window(seed, margin, (hd, wd))
-        Fw, Yb = store.window(r0, r1, c0, c1)
+        Fw = store.window(r0, r1, c0, c1)
         local = (seed[0] - r0, seed[1] - c0)
-        if Yb is None:                                   # kept movie: read the raw box
-            b = _window(seed, R + 2, (hd, wd))
-            Yb, boff = store.raw(*b), (b[0] - r0, b[2] - c0)
-        else:
-            boff = (0, 0)
-        est = _estimate_neuron(Yb, boff, Fw, local, R, kernel)
+        b = _window(seed, R + 2, (hd, wd))               # raw data: the box and its ring
+        est = _estimate_neuron(store.raw(*b), (b[0] - r0, b[2] - c0), Fw, local, R, kernel)
         if est is None or np.count_nonzero(est[0]) < min_pixel:
             n_rejected += 1
             rejected.append((seed, "footprint"))

@@ -118,9 +118,32 @@ class PatchReader:
                               for c in range(self.shape[1])], axis=0)
         return out
 
-    def avg_rect(self, r0, r1, c0, c1, tsub: int) -> np.ndarray:
-        """Rows ``r0:r1`` x columns ``c0:c1`` averaged over ``tsub`` frames, (nc, nr, Td)."""
-        return np.stack([time_average(self.column(c, r0, r1), tsub) for c in range(c0, c1)])
+    def _frames(self, r0, r1, c0, c1, a, b) -> np.ndarray:
+        """Frames ``a:b`` of a rectangle, (nc, nr, b - a) float32, non-finite filled."""
+        if self.is_path and getattr(self, "_mm", None) is None:
+            self._mm = np.memmap(self.src, dtype=np.float32, mode="r",
+                                 shape=(self.H * self.W, self.T))
+        Yr = self._mm if self.is_path else self.src
+        out = np.empty((c1 - c0, r1 - r0, b - a), np.float32)
+        for j, c in enumerate(range(c0, c1)):
+            g0 = self.rows[0] + r0 + (self.cols[0] + c) * self.H
+            out[j] = Yr[g0:g0 + r1 - r0, a:b]
+        if not np.isfinite(out).all():
+            out[~np.isfinite(out)] = self.fill_value()
+        return out
+
+    def avg_rect(self, r0, r1, c0, c1, tsub: int, t0: int = 0, t1: int | None = None):
+        """Rows ``r0:r1`` x columns ``c0:c1`` averaged over ``tsub`` frames, averaged frames
+        ``t0:t1`` (default all), shape (nc, nr, t1 - t0)."""
+        Td = -(-self.T // tsub)
+        t1 = Td if t1 is None else t1
+        if (t0, t1) == (0, Td):                        # whole columns, one read each
+            out = np.empty((c1 - c0, r1 - r0, Td), np.float32)
+            for j, c in enumerate(range(c0, c1)):
+                out[j] = time_average(self.column(c, r0, r1), tsub)
+            return out
+        return time_average(self._frames(r0, r1, c0, c1, t0 * tsub, min(t1 * tsub, self.T)),
+                            tsub)
 
     def iter_avg_columns(self, tsub: int):
         """Yield ``(c, column (h, Td))`` for every patch column, in order."""
@@ -174,14 +197,15 @@ class ResidualReader:
         Hd = -(-self.shape[0] // self.s)
         return rr // self.s + (cc // self.s) * Hd
 
-    def _residual(self, Xw: np.ndarray, wr, wc, out_r, out_c, tsub) -> np.ndarray:
-        """Residual on rows ``out_r`` x cols ``out_c`` from averaged data ``Xw`` (nc, nr, Td)
-        on the window rows ``wr`` x cols ``wc`` (block aligned, covering the halo)."""
+    def _residual(self, Xw: np.ndarray, wr, wc, out_r, out_c, tsub, t0=0) -> np.ndarray:
+        """Residual on rows ``out_r`` x cols ``out_c`` from averaged data ``Xw`` (nc, nr, n)
+        (averaged frames ``t0:t0+n``) on the window rows ``wr`` x cols ``wc`` (block
+        aligned, covering the halo)."""
         h = self.shape[0]
         nc, nr, Td = Xw.shape
         rr, cc = np.meshgrid(np.arange(*wr), np.arange(*wc), indexing="xy")   # (nc, nr)
         pix = (rr + cc * h).ravel()                     # window pixels, (col, row) order
-        X = Xw.reshape(nc * nr, Td) - self.A[pix] @ self._c_avg(tsub)
+        X = Xw.reshape(nc * nr, Td) - self.A[pix] @ self._c_avg(tsub)[:, t0:t0 + Td]
         X -= self.ring.b0[pix][:, None]
         ds = np.unique(self._ds_index(rr.ravel(), cc.ravel()))
         DX = self.D[ds][:, pix] @ X                      # blocks lie inside the window
@@ -194,13 +218,22 @@ class ResidualReader:
         return np.ascontiguousarray(R.reshape(out_c[1] - out_c[0], out_r[1] - out_r[0], Td),
                                     dtype=np.float32)
 
-    def avg_rect(self, r0, r1, c0, c1, tsub: int) -> np.ndarray:
-        """Residual averaged over ``tsub`` frames on a rectangle, (nc, nr, Td)."""
+    def avg_rect(self, r0, r1, c0, c1, tsub: int, t0: int = 0, t1: int | None = None,
+                 *, chunk_bytes: float = 16e6) -> np.ndarray:
+        """Residual averaged over ``tsub`` frames on a rectangle, averaged frames ``t0:t1``
+        (default all), (nc, nr, t1 - t0); computed in chunks of frames (the halo's data
+        for one chunk stay below ``chunk_bytes`` at full rate)."""
         h, w = self.shape
         wr = _block_range(r0, r1, self.s, self.halo, h)
         wc = _block_range(c0, c1, self.s, self.halo, w)
-        Xw = self.reader.avg_rect(wr[0], wr[1], wc[0], wc[1], tsub)
-        return self._residual(Xw, wr, wc, (r0, r1), (c0, c1), tsub)
+        t1 = -(-self.T // tsub) if t1 is None else t1
+        step = max(1, int(chunk_bytes // (4 * tsub * (wr[1] - wr[0]) * (wc[1] - wc[0]))))
+        out = np.empty((c1 - c0, r1 - r0, t1 - t0), np.float32)
+        for a in range(t0, t1, step):
+            b = min(t1, a + step)
+            Xw = self.reader.avg_rect(wr[0], wr[1], wc[0], wc[1], tsub, a, b)
+            out[:, :, a - t0:b - t0] = self._residual(Xw, wr, wc, (r0, r1), (c0, c1), tsub, a)
+        return out
 
     def _x_column(self, c: int, col: np.ndarray, tsub: int) -> np.ndarray:
         """``X = Y - A C - b0`` on patch column c from its averaged data (h, Td)."""
@@ -273,13 +306,15 @@ class AveragedMovie:
         X = np.stack(cols)                                       # (s, nr, Td)
         return (self._pool_rows(X, r0).sum(axis=0) * np.float32(1.0 / (s * s))).astype(np.float32)
 
-    def rect(self, r0, r1, c0, c1) -> np.ndarray:
-        """Averaged data on rows ``r0:r1`` x columns ``c0:c1`` of the grid, (nc, nr, Td)."""
+    def rect(self, r0, r1, c0, c1, t0: int = 0, t1: int | None = None) -> np.ndarray:
+        """Averaged data on rows ``r0:r1`` x columns ``c0:c1`` of the grid, averaged frames
+        ``t0:t1`` (default all), shape (nc, nr, t1 - t0)."""
         s = self.ssub
         h, w = self.full
         if s == 1:
-            return self.reader.avg_rect(r0, r1, c0, c1, self.tsub)
-        X = self.reader.avg_rect(r0 * s, min(r1 * s, h), c0 * s, min(c1 * s, w), self.tsub)
+            return self.reader.avg_rect(r0, r1, c0, c1, self.tsub, t0, t1)
+        X = self.reader.avg_rect(r0 * s, min(r1 * s, h), c0 * s, min(c1 * s, w), self.tsub,
+                                 t0, t1)
         out = [self._pool(list(X[(j - c0) * s:(j - c0 + 1) * s]), r0) for j in range(c0, c1)]
         return np.stack(out)
 
