@@ -6,8 +6,8 @@ the BLAS products may round differently (relative 1e-7)."""
 import numpy as np
 import pytest
 
-from cellextract.cnmf.filtered_patch import (FilteredStore, filter_block, filtered_statistics,
-                                             reflect_index)
+from cellextract.cnmf.filtered_patch import filter_block, filtered_statistics, reflect_index
+from cellextract.cnmf.seed_windows import FilteredStore
 from cellextract.cnmf.filters import spatial_filter
 from cellextract.cnmf.patch_movie import AveragedMovie, PatchReader
 from cellextract.cnmf.summary import (_threshold, baseline_noise, neighbour_correlation,
@@ -62,22 +62,31 @@ def test_statistics_equal_whole_movie_definitions(small, max_bytes, keep):
         np.testing.assert_allclose(st.F, Fp, rtol=1e-5, atol=1e-4)
 
 
-def test_recomputed_windows_replay_subtractions_exactly(small):
+def test_windows_recomputed_or_from_cached_tiles_follow_the_subtractions(small):
+    """Kept patch, windows recomputed from the movie, windows copied from cached tiles:
+    the same data before and after subtractions (recorded for the lazy stores)."""
     frames, movie = small
     k = summary_kernel((2.0, 2.0), None, center_psf=True)
     kept = FilteredStore(movie, k, filtered_statistics(movie, k, keep=True))
     lazy = FilteredStore(movie, k, filtered_statistics(movie, k, keep=False))
+    tiled = FilteredStore(movie, k, filtered_statistics(movie, k, keep=False), tile=8)
+    prio = np.zeros((23, 19)); prio[5, 5] = 1.0
+    assert tiled.fill(prio, 4 * 8 * 8 * 90 * 4, margin=3) == 4
+    np.testing.assert_array_equal(lazy._compute(0, 23, 0, 19, chunk_bytes=1e9), kept.window(0, 23, 0, 19))
     rng = np.random.default_rng(0)
-    for r0, r1, c0, c1 in [(3, 15, 2, 12), (10, 23, 8, 19), (0, 23, 0, 19)]:
+    for r0, r1, c0, c1 in [(3, 15, 2, 12), (10, 23, 8, 19), (0, 23, 0, 19), (1, 14, 0, 13)]:
         Fk = kept.window(r0, r1, c0, c1)
-        np.testing.assert_array_equal(lazy.window(r0, r1, c0, c1, chunk_bytes=1e9), Fk)
-        Fl = lazy.window(r0, r1, c0, c1, chunk_bytes=4 * 16 * 600)      # chunks of frames
-        np.testing.assert_allclose(Fl, Fk, rtol=1e-5, atol=1e-4)
+        for store in (lazy, tiled):
+            np.testing.assert_allclose(store.window(r0, r1, c0, c1), Fk, rtol=1e-5, atol=1e-4)
         rr, cc = np.nonzero(rng.random((r1 - r0, c1 - c0)) < 0.3)    # a subtraction
         coef = rng.random(rr.size).astype(np.float32)
         c = Fk[rr[0], cc[0]].copy()
         Fk[rr, cc] -= coef[:, None] * c[None, :]
-        lazy.record(rr + r0, cc + c0, coef, c)
-    np.testing.assert_array_equal(lazy.window(0, 23, 0, 19, chunk_bytes=1e9),
-                                  kept.window(0, 23, 0, 19))
-    assert lazy.n_computed == 7 and kept.n_computed == 0
+        for store in (lazy, tiled):
+            store.record(rr + r0, cc + c0, coef, c)
+    for store in (lazy, tiled):
+        np.testing.assert_allclose(store.window(0, 23, 0, 19), kept.window(0, 23, 0, 19),
+                                   rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(tiled.window(2, 14, 1, 15), kept.window(2, 14, 1, 15),
+                               rtol=1e-5, atol=1e-4)
+    assert tiled.n_cached >= 2 and kept.n_computed == 0 and lazy.n_cached == 0

@@ -9,14 +9,12 @@ movie is never held whole unless it fits in ``max_bytes``:
   baseline (median), noise, PNR and the 8-neighbour correlation of the thresholded traces.
   Baseline and noise need a pixel's whole trace, so a window of columns over all frames
   is the unit of work; correlation sums are accumulated pair by pair.
-* :class:`FilteredStore` hands the greedy search the current filtered data (baseline
-  removed, found neurons subtracted) on a window around a seed: a view of the whole
-  filtered patch when it was kept, otherwise the window recomputed from the movie with
-  the recorded subtractions applied in order (the same float operations, so both give
-  the same numbers).
+* :class:`cellextract.cnmf.seed_windows.FilteredStore` hands the greedy search the
+  current filtered data on a window around each seed (the kept patch, cached tiles, or
+  recomputed from the movie with :func:`filter_block`).
 
-Filtering is separable (the kernels have rank <= 2): along image columns by a product
-with a small band matrix (BLAS), along rows with OpenCV on each column's ``(rows, time)``
+Filtering is separable (the kernels have rank <= 2): along image columns by products
+with small blocks of a band matrix (BLAS), along rows with OpenCV on each column's ``(rows, time)``
 image; borders are reflected (``BORDER_REFLECT``) at the patch edges, as when filtering
 whole frames.
 
@@ -35,8 +33,7 @@ from cellextract.cnmf.filters import _separable_terms
 from cellextract.cnmf.summary import (_CorrSums, _mad_diff_noise, _row_median, psd_noise)
 from cellextract.errors import ParameterError
 
-__all__ = ["filtered_statistics", "FilteredStore", "PatchStats", "filter_block",
-           "reflect_index"]
+__all__ = ["filtered_statistics", "PatchStats", "filter_block", "reflect_index"]
 
 _ONE = np.ones((1, 1), np.float32)
 
@@ -61,6 +58,31 @@ def _band(taps: np.ndarray, out: tuple[int, int], inp: tuple[int, int], n: int) 
                 raise ValueError(f"filter input columns {inp} miss column {q + inp[0]}")
             M[i, q] += w
     return M
+
+
+def _band_groups(M: np.ndarray, size: int = 8) -> list:
+    """Split a band matrix into groups of ``size`` output rows, each with the span of input
+    columns it uses: ``(a, b, q0, q1, M[a:b, q0:q1])`` (fewer multiplications by zero)."""
+    out = []
+    for a in range(0, M.shape[0], size):
+        b = min(M.shape[0], a + size)
+        nz = np.flatnonzero(np.abs(M[a:b]).sum(axis=0) > 0)
+        q0, q1 = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 1)
+        out.append((a, b, q0, q1, np.ascontiguousarray(M[a:b, q0:q1])))
+    return out
+
+
+_BANDS: dict = {}
+
+
+def _bands(taps, out, inp, n) -> list:
+    """:func:`_band_groups` of :func:`_band`, memoised (seed windows repeat few shapes)."""
+    key = (taps.tobytes(), tuple(out), tuple(inp), int(n))
+    if key not in _BANDS:
+        if len(_BANDS) > 4096:
+            _BANDS.clear()
+        _BANDS[key] = _band_groups(_band(taps, out, inp, n))
+    return _BANDS[key]
 
 
 def _terms(kernel):
@@ -105,11 +127,13 @@ def filter_block(Y: np.ndarray, cols_in: tuple[int, int], cols_out: tuple[int, i
     step = T if t_chunk is None else max(1, int(t_chunk))
     Y = np.ascontiguousarray(Y) if step >= T else Y
     for i, (kc, kx) in enumerate(_terms(kernel)):
-        M = _band(kx, cols_out, cols_in, width)
+        bands = _bands(kx, cols_out, cols_in, width)
         for t0 in range(0, T, step):
             t1 = min(T, t0 + step)
             Yc = Y if step >= T else np.ascontiguousarray(Y[:, :, t0:t1])
-            Z = (M @ Yc.reshape(n_in, -1)).reshape(n_out, nr, t1 - t0)
+            Z = np.empty((n_out, nr, t1 - t0), np.float32)
+            for a, b, q0, q1, Mg in bands:               # along columns: small products
+                Z[a:b] = (Mg @ Yc[q0:q1].reshape(q1 - q0, -1)).reshape(b - a, nr, t1 - t0)
             for j in range(n_out):
                 part = cv2.sepFilter2D(Z[j], cv2.CV_32F, _ONE, kc,
                                        borderType=cv2.BORDER_REFLECT)[ro[0]:ro[1]]
@@ -251,64 +275,3 @@ def filtered_statistics(movie, kernel: np.ndarray, *, noise_thr: float = 3.0,
         del F
     pnr = np.maximum(fmax / sigma, 0).astype(np.float32)
     return PatchStats(base=base, sigma=sigma, pnr=pnr, cn=acc.image(), F=F_all)
-
-
-# --------------------------------------------------------------------------- windows
-
-
-class FilteredStore:
-    """Current filtered data (baseline removed, found components subtracted) on windows.
-
-    Parameters
-    ----------
-    movie : AveragedMovie
-    kernel : ndarray
-    stats : PatchStats
-        ``stats.F`` (kept patch) is updated in place by the caller's subtractions;
-        without it every window is recomputed and :meth:`record` must be called.
-    """
-
-    def __init__(self, movie, kernel, stats: PatchStats):
-        self.movie, self.kernel, self.stats = movie, kernel, stats
-        self.kr = (kernel.shape[0] // 2, kernel.shape[1] // 2)
-        self.subtracted: list = []        # (rows, cols, coef, trace), patch coordinates
-        self.n_computed = 0
-
-    @property
-    def kept(self) -> bool:
-        return self.stats.F is not None
-
-    def raw(self, r0, r1, c0, c1) -> np.ndarray:
-        """Averaged movie on a rectangle, (rows, cols, T)."""
-        return np.ascontiguousarray(self.movie.rect(r0, r1, c0, c1).transpose(1, 0, 2))
-
-    def window(self, r0, r1, c0, c1, *, chunk_bytes: float = 8e6) -> np.ndarray:
-        """Current filtered data on a rectangle, (rows, cols, T): a view of the kept
-        patch, or recomputed from the movie in chunks of frames (raw data of one chunk
-        below ``chunk_bytes``) with the recorded subtractions replayed in order."""
-        if self.kept:
-            return self.stats.F[r0:r1, c0:c1]
-        h, w = self.movie.shape
-        (kh, kw) = self.kr
-        R0, R1, C0, C1 = max(r0 - kh, 0), min(r1 + kh, h), max(c0 - kw, 0), min(c1 + kw, w)
-        T = self.movie.Td
-        F = np.empty((r1 - r0, c1 - c0, T), np.float32)
-        step = max(16, int(chunk_bytes // (4 * (R1 - R0) * (C1 - C0))))
-        for a in range(0, T, step):
-            b = min(T, a + step)
-            Y = self.movie.rect(R0, R1, C0, C1, a, b)              # (cols, rows, n)
-            Fc = filter_block(Y, (C0, C1), (c0, c1), w, self.kernel, rows_out=(r0 - R0, r1 - R0))
-            F[:, :, a:b] = Fc.transpose(1, 0, 2)
-        F -= self.stats.base[r0:r1, c0:c1, None]
-        for rr, cc, coef, c in self.subtracted:
-            sel = (rr >= r0) & (rr < r1) & (cc >= c0) & (cc < c1)
-            if sel.any():
-                F[rr[sel] - r0, cc[sel] - c0] -= coef[sel][:, None] * c[None, :]
-        self.n_computed += 1
-        return F
-
-    def record(self, rows, cols, coef, trace) -> None:
-        """Remember that ``coef[i] * trace`` was subtracted at pixel ``(rows[i], cols[i])``."""
-        if not self.kept:
-            self.subtracted.append((np.asarray(rows), np.asarray(cols),
-                                    np.asarray(coef, np.float32), np.asarray(trace, np.float32)))

@@ -238,17 +238,22 @@ def _filtered_trace(Fp: np.ndarray, img: np.ndarray, kernel: np.ndarray, kr) -> 
     return (np.einsum("ij,ijt->t", af, Fp[sl[0], sl[1]]) / max(nrm, 1e-30)).astype(np.float32)
 
 
-def _estimate_neuron(Yb: np.ndarray, boff, Fp: np.ndarray, seed, R: int, kernel: np.ndarray,
-                     n_iter: int = 2):
-    """Footprint (image of ``Fp``'s shape) and trace for one seed; None if it fails.
+def _estimate_neuron(Yb: np.ndarray, boff, c: np.ndarray, window, seed, R: int,
+                     kernel: np.ndarray, n_iter: int = 2):
+    """Footprint (image of the window's shape), trace and filtered window for one seed;
+    None if it fails.
 
-    ``Fp`` is the filtered data (baseline removed, found neurons subtracted) on a window
-    (h, w, T); ``Yb`` the raw (averaged) data, pixel-major, on a rectangle that starts at
-    window pixel ``boff`` and holds ``seed +- (R + 2)`` (clipped at the patch edges only).
-    The footprint comes from the raw data (regression on ``[1, c, g]``), the trace from
-    the filtered data (projection on the filtered footprint), which is free of background.
+    ``c`` is the seed's filtered trace (baseline removed, found neurons subtracted);
+    ``window()`` returns the filtered data on the seed's window (h, w, T) and is called
+    only once the first footprint is non-empty (a recomputed window is the costly part).
+    ``Yb`` holds the raw (averaged) data, pixel-major, on a rectangle that starts at window
+    pixel ``boff`` and covers ``seed +- (R + 2)`` (clipped at the patch edges only). The
+    footprint comes from the raw data (regression on ``[1, c, g]``), the trace from the
+    filtered data (projection on the filtered footprint), which is free of background.
     """
-    box = _box(seed, R, Fp.shape[:2])
+    Fp = None
+    shape = (boff[0] + Yb.shape[0], boff[1] + Yb.shape[1])     # clipping as the window's
+    box = _box(seed, R, shape)
     seed_rc = (seed[0] - box[0].start, seed[1] - box[1].start)
     bh, bw = box[0].stop - box[0].start, box[1].stop - box[1].start
     kr = kernel.shape[0] // 2, kernel.shape[1] // 2
@@ -257,17 +262,20 @@ def _estimate_neuron(Yb: np.ndarray, boff, Fp: np.ndarray, seed, R: int, kernel:
     Rb = np.array(Yb[rb[0], rb[1]], dtype=np.float32).reshape(bh * bw, -1)   # a copy
     Rb -= Rb.mean(axis=1, keepdims=True)         # centred once for the n_iter regressions
     G = _ring_traces(Yb, (seed[0] - boff[0], seed[1] - boff[1]), R, 2)
-    c = Fp[seed[0], seed[1]].astype(np.float32).copy()
-    img = np.zeros(Fp.shape[:2], np.float32)
+    c = np.array(c, dtype=np.float32)
+    img = None
     for _ in range(n_iter):
         coef, tval = _regress(Rb, c, G, centred=True)
         a = _clean(coef.reshape(bh, bw), tval.reshape(bh, bw), seed_rc)
         if not a.any():
             return None
+        if Fp is None:
+            Fp = window()
+            img = np.zeros(Fp.shape[:2], np.float32)
         img[:] = 0
         img[box] = a
         c = _filtered_trace(Fp, img, kernel, kr)
-    return img, c
+    return img, c, Fp
 
 
 def rise_score(c: np.ndarray, lags=(1, 2, 4, 8)) -> float:
@@ -384,7 +392,8 @@ def init_corr_pnr(Y, *, gSig, gSiz=None, min_corr: float, min_pnr: float, K: int
         ``extra["kept"]`` whether the filtered movie was held, ``extra["windows"]`` how
         many seed windows were recomputed.
     """
-    from cellextract.cnmf.filtered_patch import FilteredStore, filtered_statistics
+    from cellextract.cnmf.filtered_patch import filtered_statistics
+    from cellextract.cnmf.seed_windows import FilteredStore
     t_start = time.perf_counter()
     movie = _as_movie(Y, rows_dims, tsub, ssub)
     h, w = movie.full
@@ -412,6 +421,8 @@ def init_corr_pnr(Y, *, gSig, gSiz=None, min_corr: float, min_pnr: float, K: int
         if m.shape != (h, w):
             raise ParameterError(f"seed_mask shape {m.shape} != movie frame shape {(h, w)}")
         allowed = downsample_movie(m[None].astype(np.float32), 1, ssub)[0] > 0
+    cand = allowed & (cn >= min_corr) & (pnr >= min_pnr)
+    store.fill(np.where(cand, cn * pnr, 0), max_bytes, margin)   # tiles near candidates
 
     imgs, traces, seeds = [], [], []
     n_rejected = 0
@@ -425,15 +436,15 @@ def init_corr_pnr(Y, *, gSig, gSiz=None, min_corr: float, min_pnr: float, K: int
         seed = np.unravel_index(int(np.argmax(s)), s.shape)
         allowed[seed] = False
         r0, r1, c0, c1 = _window(seed, margin, (hd, wd))
-        Fw = store.window(r0, r1, c0, c1)
         local = (seed[0] - r0, seed[1] - c0)
         b = _window(seed, R + 2, (hd, wd))               # raw data: the box and its ring
-        est = _estimate_neuron(store.raw(*b), (b[0] - r0, b[2] - c0), Fw, local, R, kernel)
+        est = _estimate_neuron(store.raw(*b), (b[0] - r0, b[2] - c0), store.trace(*seed),
+                               lambda: store.window(r0, r1, c0, c1), local, R, kernel)
         if est is None or np.count_nonzero(est[0]) < min_pixel:
             n_rejected += 1
             rejected.append((seed, "footprint"))
             continue
-        img_w, c = est
+        img_w, c, Fw = est
         # slow, non-transient components (1P background residue) are explained away
         # (subtracted from the search data) but not reported as neurons
         win = (slice(r0, r1), slice(c0, c1))
@@ -455,12 +466,14 @@ def init_corr_pnr(Y, *, gSig, gSiz=None, min_corr: float, min_pnr: float, K: int
     dt = time.perf_counter() - t_start
     log.info("corr_pnr init: %d neurons (%d seeds rejected) in %.2f s on %dx%dx%d (%s)",
              len(imgs), n_rejected, dt, T, h, w,
-             "filtered movie kept" if store.kept else f"{store.n_computed} windows recomputed")
+             "filtered movie kept" if store.kept else
+             f"{len(store.tiles)} tiles cached, {store.n_cached} windows from them, "
+             f"{store.n_computed} recomputed")
     cn_full = _resize_image(cn0, (h, w)) if ssub > 1 else cn0
     pnr_full = _resize_image(pnr0, (h, w)) if ssub > 1 else pnr0
     extra = {"seeds": np.array(seeds, float).reshape(-1, 2) * ssub + (ssub - 1) / 2.0,
              "n_rejected": n_rejected, "rejected": rejected, "seconds": dt,
-             "kept": store.kept, "windows": store.n_computed}
+             "kept": store.kept, "windows": store.n_computed, "cached": store.n_cached}
     if not imgs:
         return empty_result((h, w), T, cn=cn_full, pnr=pnr_full, extra=extra)
     full = upsample_footprints(np.stack(imgs), (h, w), ssub)
