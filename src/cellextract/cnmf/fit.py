@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from cellextract.cnmf.background import (downsample_operator, fit_ring_model, hals_b, hals_f,
                                          init_lowrank)
 from cellextract.cnmf.estimates import Estimates
-from cellextract.cnmf.merge import merge_components
+from cellextract.cnmf.merge import cross_correlation, merge_components
 from cellextract.cnmf.noise import g_from_decay
 from cellextract.cnmf.patches import (RowSource, bin_time, combine_patches, map_patches, patch_grid,
                                       patch_pool, rows_to_frames, stats_pass)
@@ -438,11 +438,7 @@ def _dup_corr(o) -> float | None:
 
 def _cross_corr(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Pearson correlation of every row of ``X`` (m, T) with every row of ``Y`` (n, T)."""
-    def z(M):
-        M = np.asarray(M, np.float64) - np.mean(M, axis=1, keepdims=True)
-        n = np.linalg.norm(M, axis=1, keepdims=True)
-        return M / np.where(n > 0, n, np.inf)
-    return z(X) @ z(Y).T
+    return cross_correlation(X, Y)
 
 
 def _run(src, dims, T, o, n_processes) -> Estimates:

@@ -102,9 +102,10 @@ def update_temporal(C: np.ndarray, U: np.ndarray, V: np.ndarray, *, p: int, g=No
                 method_deconvolution=method_deconvolution)
             C[k], S[k], bl[k], lam[k] = c, s, b, lk
             G[k, :gk.size] = gk
-    YrA = U - V @ C
-    YrA /= d[:, None]
-    return TemporalResult(C=C, S=S, YrA=np.asarray(YrA, np.float32), bl=bl,
+    YrA = np.empty_like(C)
+    for a in range(0, T, 4096):                   # (K, chunk) temporaries only
+        YrA[:, a:a + 4096] = (U[:, a:a + 4096] - V @ C[:, a:a + 4096]) / d[:, None]
+    return TemporalResult(C=C, S=S, YrA=YrA, bl=bl,
                           c1=C[:, 0].copy(), neurons_sn=sn, lam=lam, g=G)
 
 
