@@ -17,6 +17,11 @@ Memory: the data are never held whole; each update streams the memmap in blocks 
 pixel rows (contiguous in time) read with plain file reads, accumulating only
 ``A^T Y`` (K, T) and ``Y C^T`` on each footprint's support mask (plus a ring-model halo). The ring-model fit uses a spatially
 (``ssub_B``) and temporally binned copy of the data capped at ``max_bg_frames`` frames.
+Patch workers read their patch column by column (:mod:`cellextract.cnmf.patch_movie`) and
+hold at most ``patch_bytes`` of filtered data (option, default 48 MB; see
+:mod:`cellextract.cnmf.seed_windows`), so their memory does not grow with the movie
+length beyond a seed's neighbourhood over all frames; the main process holds (K, T)
+traces, the binned background data and one block of pixel rows.
 
 Not used: ``low_rank_background`` (the background of ``nb > 0`` is always updated by
 HALS on ``b, f``) and ``nb_patch`` beyond the per-patch initialisation. Deconvolution
@@ -261,7 +266,7 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
         else:
             U, bTY = lowrank_temporal_stats(rows, A, C, b, f, bb)
         V = np.asarray((A.T @ A).todense(), np.float32)
-        return update_temporal(C, U, V, **tkw)
+        return update_temporal(C, U, V, overwrite_C=True, **tkw)   # C: fit_core's own
 
     for rnd in range(int(o["n_rounds"])):
         tr = temporal(A, C)
