@@ -132,22 +132,50 @@ def test_refit_and_patch_fits_keep_accuracy(movie):
 
 
 def test_restricted_spatial_statistics_match_dense(movie):
-    """Y C^T computed only near each component equals the dense result on its masks."""
+    """Y C^T computed only on each component's mask (+ ring halo) equals the dense result."""
     from cellextract.cnmf.background import downsample_operator, fit_ring_model
     from cellextract.cnmf.patches import RowSource
-    from cellextract.cnmf.spatial import ring_spatial_stats
-    from cellextract.cnmf.spatial import support_masks
+    from cellextract.cnmf.spatial import hals_spatial, support_masks
+    from cellextract.cnmf.spatial_stats import ring_spatial_stats
     sim, Yr = movie
     A = sp.csc_matrix(sim.truth.A)
     C = sim.truth.C.astype(np.float32)
     ring = fit_ring_model(downsample_operator(DIMS, 2) @ Yr, A, C, mean_Y=Yr.mean(1),
                           mean_C=C.mean(1), dims=DIMS, gSiz=7, ring_size_factor=1.4, ssub_B=2)
     rows = RowSource(Yr, Yr.shape[0], T)
-    Q = ring_spatial_stats(rows, A, C, ring, 64 * 4 * T, dims=DIMS, box=7)   # 4-column strips
+    masks = support_masks(A, DIMS, dilate=2, box=7)
+    q = ring_spatial_stats(rows, A, C, ring, 64 * 4 * T, dims=DIMS, masks=masks)  # 4-col strips
     B = ring.background(Yr - A @ C)
     Qd = (Yr - B) @ C.T
-    for k, m in enumerate(support_masks(A, DIMS, dilate=2, box=7)):
-        assert np.allclose(Q[m, k], Qd[m, k], rtol=1e-3, atol=1e-3 * np.abs(Qd[:, k]).max())
+    assert len(q) == len(masks)
+    for k, m in enumerate(masks):
+        assert q[k].shape == m.shape
+        assert np.allclose(q[k], Qd[m, k], rtol=1e-3, atol=1e-4 * np.abs(Qd[:, k]).max())
+    Ad = hals_spatial(A, Qd, C @ C.T, masks).toarray()
+    As = hals_spatial(A, q, C @ C.T, masks).toarray()
+    assert np.allclose(As, Ad, rtol=1e-3, atol=1e-4 * np.abs(Ad).max())
+
+
+def test_lowrank_spatial_statistics_on_masks(movie):
+    from cellextract.cnmf.patches import RowSource
+    from cellextract.cnmf.spatial import support_masks
+    from cellextract.cnmf.spatial_stats import lowrank_spatial_stats
+    sim, Yr = movie
+    A = sp.csc_matrix(sim.truth.A)
+    C = sim.truth.C.astype(np.float32)
+    rng = np.random.default_rng(0)
+    b = rng.random((Yr.shape[0], 2)).astype(np.float32)
+    f = rng.random((2, T)).astype(np.float32)
+    masks = support_masks(A, DIMS, dilate=2, box=7)
+    q, Yf = lowrank_spatial_stats(RowSource(Yr, Yr.shape[0], T), A, C, b, f, 64 * 3 * T,
+                                  dims=DIMS, masks=masks)
+    Qd = (Yr - b @ f) @ C.T
+    np.testing.assert_allclose(Yf, Yr @ f.T, rtol=1e-4)
+    for k, m in enumerate(masks):
+        assert np.allclose(q[k], Qd[m, k], rtol=1e-3, atol=1e-4 * np.abs(Qd[:, k]).max())
+    none, Yf2 = lowrank_spatial_stats(RowSource(Yr, Yr.shape[0], T), A, C, b, f, 1 << 20,
+                                      dims=DIMS)
+    assert none is None and np.allclose(Yf2, Yf, rtol=1e-5)
 
 
 def test_min_area_from_gsig_and_footprint_areas():
@@ -161,3 +189,57 @@ def test_min_area_from_gsig_and_footprint_areas():
     A[:3, 1] = 1.0
     A[3:50, 1] = 0.1                        # below 25 % of the maximum
     np.testing.assert_array_equal(footprint_areas(sp.csc_matrix(A)), [30, 3])
+
+
+def test_masked_ring_statistics_odd_dims_and_block_size():
+    """Partial ssub_B blocks at the edges and masks touching the border stay exact."""
+    from cellextract.cnmf.background import downsample_operator, fit_ring_model
+    from cellextract.cnmf.patches import RowSource
+    from cellextract.cnmf.spatial import support_masks
+    from cellextract.cnmf.spatial_stats import ring_spatial_stats
+    dims, T = (35, 29), 120
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:dims[0], :dims[1]]
+    cen = [(2, 3), (17, 14), (33, 27), (20, 1)]
+    A = np.stack([np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / 8.0).ravel(order="F") for r, c in cen], 1)
+    A = sp.csc_matrix(np.where(A > 0.05, A, 0).astype(np.float32))
+    C = rng.random((len(cen), T)).astype(np.float32)
+    Yr = (A @ C + 10 + rng.random((dims[0] * dims[1], T))).astype(np.float32)
+    ring = fit_ring_model(downsample_operator(dims, 3) @ Yr, A, C, mean_Y=Yr.mean(1),
+                          mean_C=C.mean(1), dims=dims, gSiz=5, ring_size_factor=1.4, ssub_B=3)
+    masks = support_masks(A, dims, dilate=2, box=6)
+    q = ring_spatial_stats(RowSource(Yr, Yr.shape[0], T), A, C, ring, 7 * 4 * T, dims=dims,
+                           masks=masks)
+    Qd = (Yr - ring.background(Yr - A @ C)) @ C.T
+    for k, m in enumerate(masks):
+        np.testing.assert_allclose(q[k], Qd[m, k], rtol=1e-4, atol=1e-4 * np.abs(Qd[:, k]).max())
+
+
+def test_streamed_residual_search_matches_in_memory_residual(movie):
+    """residual_init_patch (residual computed column by column as corr_pnr reads it, any
+    memory budget) finds what corr_pnr finds on the whole residual computed in memory."""
+    from cellextract.cnmf.background import downsample_operator, fit_ring_model
+    from cellextract.cnmf.fit import DEFAULTS, residual_init_patch
+    from cellextract.cnmf.init_corr_pnr import init_corr_pnr
+    from cellextract.cnmf.patch_movie import PatchReader
+    from cellextract.cnmf.patches import bin_time
+    sim, Yr = movie
+    known = np.arange(0, K, 2)                                  # half the neurons known
+    A = sp.csc_matrix(sim.truth.A)[:, known].astype(np.float32)
+    C = sim.truth.C[known].astype(np.float32)
+    o = dict(DEFAULTS, **KW, fr=sim.truth.fr, decay_time=sim.truth.decay_time)
+    tbin = int(np.ceil(T / o["max_bg_frames"]))
+    ring = fit_ring_model(downsample_operator(DIMS, 2) @ bin_time(Yr, tbin), A,
+                          bin_time(C, tbin), mean_Y=Yr.mean(1), mean_C=C.mean(1), dims=DIMS,
+                          gSiz=7, ring_size_factor=1.4, ssub_B=2)
+    R = Yr - A @ C
+    R = (R - ring.background(R)).astype(np.float32)
+    ref = init_corr_pnr(R, rows_dims=DIMS, gSig=(3, 3), gSiz=(7, 7), min_corr=0.8, min_pnr=6,
+                        tsub=2, center_psf=True)
+    assert ref.K > 0
+    for budget in (1 << 30, 1 << 18):
+        An, Cn, _, _ = residual_init_patch(PatchReader(Yr, DIMS, pilot_frames=None), DIMS,
+                                           A_p=A, C_p=C, o=dict(o, patch_bytes=budget))
+        assert An.shape[1] == ref.K
+        np.testing.assert_allclose(An.toarray(), ref.A.toarray(), atol=1e-4)
+        np.testing.assert_allclose(Cn, ref.C, rtol=1e-3, atol=1e-2 * np.abs(ref.C).max())

@@ -191,3 +191,44 @@ def test_memmap_rows_input_matches_frames(movie, tsub, ssub):
     np.testing.assert_allclose(a.C, b.C, rtol=1e-3, atol=1e-2)
     with pytest.raises(ParameterError):
         _run(rows, rows_dims=(h + 1, w))
+
+
+# Seeds found by the whole-movie implementation (before the streamed one, commit d08ca7d)
+# on the default movie with _run's thresholds: the streamed search must find the same.
+_SEEDS_BEFORE = {
+    (1, 1): [[38, 45], [49, 6], [34, 54], [39, 19], [8, 7], [48, 53]],
+    (2, 1): [[48, 7], [39, 20], [38, 45], [8, 8], [48, 54], [35, 54]],
+    (1, 2): [[38.5, 44.5], [48.5, 6.5], [34.5, 54.5], [8.5, 6.5], [38.5, 20.5], [48.5, 54.5]],
+    (3, 2): [[38.5, 44.5], [48.5, 6.5], [38.5, 20.5], [30.5, 56.5], [8.5, 6.5], [48.5, 54.5]],
+}
+
+
+@pytest.mark.parametrize("tsub,ssub", list(_SEEDS_BEFORE))
+def test_streamed_search_matches_whole_movie_and_recomputed_windows(movie, tsub, ssub):
+    """The filtered movie kept in memory, or each seed's window recomputed from the movie
+    in chunks of frames (tiny memory budget): the same result (up to float rounding of
+    the BLAS products), and the seeds of the in-memory version."""
+    Y = movie[0]
+    kept = _run(Y, tsub=tsub, ssub=ssub)
+    lazy = _run(Y, tsub=tsub, ssub=ssub, max_bytes=2e5)
+    assert kept.extra["kept"] and not lazy.extra["kept"] and lazy.extra["windows"] >= lazy.K
+    np.testing.assert_array_equal(kept.extra["seeds"], _SEEDS_BEFORE[(tsub, ssub)])
+    np.testing.assert_array_equal(lazy.extra["seeds"], kept.extra["seeds"])
+    np.testing.assert_allclose(lazy.A.toarray(), kept.A.toarray(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(lazy.C, kept.C, rtol=1e-4, atol=1e-4 * np.abs(kept.C).max())
+    np.testing.assert_array_equal(lazy.cn, kept.cn)                 # same sweep
+    np.testing.assert_array_equal(lazy.pnr, kept.pnr)
+
+
+def test_patch_reader_from_memmap_file(movie, tmp_path):
+    """A memmap file read column by column gives the in-memory result."""
+    from cellextract.cnmf.patch_movie import PatchReader
+    Y = movie[0]
+    T, h, w = Y.shape
+    rows = np.ascontiguousarray(Y.transpose(2, 1, 0)).reshape(h * w, T)
+    path = tmp_path / "m.mmap"
+    rows.tofile(path)
+    a = _run(Y, tsub=2, max_bytes=1e5)
+    b = _run(PatchReader(str(path), (h, w), T=T), tsub=2, max_bytes=1e5)
+    np.testing.assert_allclose(a.A.toarray(), b.A.toarray(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a.C, b.C, rtol=1e-5, atol=1e-5 * np.abs(a.C).max())

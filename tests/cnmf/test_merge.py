@@ -72,3 +72,17 @@ def test_split_neuron_with_anticorrelated_traces_merges():
     assert find_merge_groups(A, C, merge_thr=0.7, cos_thr=0.85) == []
     groups = find_merge_groups(A, C, merge_thr=0.7, cos_thr=0.85, split_corr=-0.2)
     assert [g.tolist() for g in groups] == [[0, 1]]
+
+
+def test_chunked_correlation_equals_direct():
+    from cellextract.cnmf.merge import cross_correlation, trace_correlation
+    rng = np.random.default_rng(0)
+    C = rng.random((20, 700)).astype(np.float32)
+    C[3] = 2.0                                          # constant row: correlation 0
+    X = C.astype(np.float64) - C.mean(1, keepdims=True)
+    n = np.linalg.norm(X, axis=1)
+    n[n == 0] = np.inf
+    X /= n[:, None]
+    np.testing.assert_allclose(trace_correlation(C), X @ X.T, atol=1e-12)
+    np.testing.assert_allclose(cross_correlation(C[:5], C[5:], chunk=64), (X @ X.T)[:5, 5:],
+                               atol=1e-12)

@@ -43,9 +43,10 @@ def test_patch_reading_matches_frames():
     Yp = read_patch_rows(Yr, (H, W), p)
     got = rows_to_frames(Yp, p.dims)
     assert np.array_equal(got, frames[:, p.rows[0]:p.rows[1], p.cols[0]:p.cols[1]])
-    out = map_patches(Yr, (H, W), patch_grid((H, W), rf=8, stride=4),
-                      lambda Yp, pd: Yp.shape)
-    assert all(o[1] == T for o in out)
+    ps = patch_grid((H, W), rf=8, stride=4)
+    out = map_patches(Yr, (H, W), ps, lambda r, pd: r.read_all())
+    for o, q in zip(out, ps):
+        assert np.array_equal(o, read_patch_rows(Yr, (H, W), q))
 
 
 def _blob(dims, r, c):

@@ -15,8 +15,13 @@ updates seeded with the found footprints.
 
 Memory: the data are never held whole; each update streams the memmap in blocks of
 pixel rows (contiguous in time) read with plain file reads, accumulating only
-``A^T Y`` (K, T) and ``Y C^T`` (P, K). The ring-model fit uses a spatially
+``A^T Y`` (K, T) and ``Y C^T`` on each footprint's support mask (plus a ring-model halo). The ring-model fit uses a spatially
 (``ssub_B``) and temporally binned copy of the data capped at ``max_bg_frames`` frames.
+Patch workers read their patch column by column (:mod:`cellextract.cnmf.patch_movie`) and
+hold at most ``patch_bytes`` of filtered data (option, default 48 MB; see
+:mod:`cellextract.cnmf.seed_windows`), so their memory does not grow with the movie
+length beyond a seed's neighbourhood over all frames; the main process holds (K, T)
+traces, the binned background data and one block of pixel rows.
 
 Not used: ``low_rank_background`` (the background of ``nb > 0`` is always updated by
 HALS on ``b, f``) and ``nb_patch`` beyond the per-patch initialisation. Deconvolution
@@ -25,6 +30,7 @@ uses AR coefficients from ``decay_time`` and ``fr`` (not re-estimated per trace)
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -34,12 +40,12 @@ import scipy.sparse as sp
 from cellextract.cnmf.background import (downsample_operator, fit_ring_model, hals_b, hals_f,
                                          init_lowrank)
 from cellextract.cnmf.estimates import Estimates
-from cellextract.cnmf.merge import merge_components
+from cellextract.cnmf.merge import cross_correlation, merge_components
 from cellextract.cnmf.noise import g_from_decay
 from cellextract.cnmf.patches import (RowSource, bin_time, combine_patches, map_patches, patch_grid,
-                                      rows_to_frames, stats_pass)
-from cellextract.cnmf.spatial import (clean_footprints, hals_spatial, lowrank_spatial_stats,
-                                      ring_spatial_stats, support_masks)
+                                      patch_pool, rows_to_frames, stats_pass)
+from cellextract.cnmf.spatial import clean_footprints, hals_spatial, support_masks
+from cellextract.cnmf.spatial_stats import lowrank_spatial_stats, ring_spatial_stats
 from cellextract.cnmf.temporal import (lowrank_temporal_stats, ring_temporal_stats,
                                        update_temporal)
 from cellextract.errors import NoComponentsError, ParameterError
@@ -56,7 +62,8 @@ DEFAULTS = dict(
     p=1, bas_nonneg=False, method_deconvolution="oasis", fr=30.0, decay_time=0.4,
     noise_range=(0.25, 0.5), noise_method="mean", merge_thr=0.7,
     update_background_components=True, refit=False,
-    n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, init_fn=None, residual_search=True,
+    n_rounds=2, max_bg_frames=300, block_bytes=64 << 20, patch_bytes=48 << 20, init_fn=None,
+    residual_search=True,
     dup_thr=0.6, spatial_box=None, merge_cos_thr=0.85,
     merge_split_corr=-0.2, pnr_noise="psd", min_area=None, dup_traces=True,
 )
@@ -121,13 +128,15 @@ def min_area(o) -> float:
 
 # ----------------------------------------------------------------------------- init
 
-def init_patch(Yp: np.ndarray, pdims, *, o: dict):
+def init_patch(reader, pdims, *, o: dict):
     """Initialise (and, with ``only_init=False``, fit) one patch.
 
     Parameters
     ----------
-    Yp : ndarray, shape (h*w, T)
-        Patch data, Fortran pixel order.
+    reader : cellextract.cnmf.patch_movie.PatchReader
+        The patch (h*w pixels x T frames, Fortran pixel order). corr_pnr reads it column
+        by column (memory bounded by ``o['patch_bytes']``); the other initialisers and
+        ``only_init=False`` read it whole.
     pdims : (int, int)
     o : dict
         Options (see ``DEFAULTS``).
@@ -138,15 +147,15 @@ def init_patch(Yp: np.ndarray, pdims, *, o: dict):
     """
     cn = pnr = None
     corr_pnr = o["init_fn"] is None and o["method_init"] == "corr_pnr"
-    Y = None if corr_pnr else rows_to_frames(Yp, pdims)   # corr_pnr averages rows first
+    Y = None if corr_pnr else rows_to_frames(reader.read_all(), pdims)
     if o["init_fn"] is not None:
         A, C = o["init_fn"](Y)
     elif corr_pnr:
         from cellextract.cnmf.init_corr_pnr import init_corr_pnr
-        r = init_corr_pnr(Yp, rows_dims=pdims, gSig=o["gSig"], gSiz=o["gSiz"],
+        r = init_corr_pnr(reader, gSig=o["gSig"], gSiz=o["gSiz"],
                           min_corr=o["min_corr"], min_pnr=o["min_pnr"], K=o["K"],
                           center_psf=o["center_psf"], tsub=o["tsub"], ssub=o["ssub"],
-                          pnr_noise=o["pnr_noise"])
+                          pnr_noise=o["pnr_noise"], max_bytes=o["patch_bytes"])
         A, C, cn, pnr = r.A, r.C, r.cn, r.pnr
     elif o["method_init"] == "greedy_roi":
         from cellextract.cnmf.init_greedy import init_greedy_roi
@@ -164,6 +173,7 @@ def init_patch(Yp: np.ndarray, pdims, *, o: dict):
     A, C = sp.csc_matrix(A, dtype=np.float32), np.asarray(C, np.float32)
     if not o["only_init"] and A.shape[1] > 0:
         sub = dict(o, only_init=True, rf=None, refit=False)
+        Yp = reader.read_all()
         try:
             est = fit_core(RowSource(Yp, Yp.shape[0], Yp.shape[1]), pdims, A, C, sub)
             A, C = est.A, est.C
@@ -184,12 +194,12 @@ def _stitch(images, patches, dims):
     return out
 
 
-def initialize(src, dims, o, n_processes):
+def initialize(src, dims, o, n_processes, pool=None):
     """Patch-wise initialisation; returns A (P, K) csc, C (K, T), cn, pnr."""
     patches = patch_grid(dims, rf=o["rf"], stride=o["stride"], border_pix=o["border_pix"])
     log.info("initialisation (%s) over %d patch(es), %d process(es)", o["method_init"],
              len(patches), n_processes)
-    parts = map_patches(src, dims, patches, init_patch, n_processes=n_processes, o=o)
+    parts = map_patches(src, dims, patches, init_patch, n_processes=n_processes, pool=pool, o=o)
     A, C = combine_patches([(a, c) for a, c, _, _ in parts], patches, dims,
                            del_duplicates=o["del_duplicates"], merge_thr=o["merge_thr"],
                            dup_thr=o["dup_thr"], dup_corr=_dup_corr(o))
@@ -242,7 +252,7 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
     else:
         b, f = init_lowrank(mean_Y - A @ C.mean(1), rows.T, nb)
         for _ in range(2):
-            _, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims, box=box)
+            _, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims)
             b = hals_b(b, Yf - A @ (C @ f.T), f @ f.T)
             _, bTY = lowrank_temporal_stats(rows, A, C, b, f, bb)
             f = hals_f(f, bTY - (b.T @ A) @ C, b.T @ b)
@@ -256,12 +266,13 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
         else:
             U, bTY = lowrank_temporal_stats(rows, A, C, b, f, bb)
         V = np.asarray((A.T @ A).todense(), np.float32)
-        return update_temporal(C, U, V, **tkw)
+        return update_temporal(C, U, V, overwrite_C=True, **tkw)   # C: fit_core's own
 
     for rnd in range(int(o["n_rounds"])):
         tr = temporal(A, C)
         live = np.abs(tr.C).sum(1) > 0
-        A, C = sp.csc_matrix(A[:, live]), tr.C[live]
+        A, C = sp.csc_matrix(A[:, live]), (tr.C if live.all() else tr.C[live])
+        del tr                                   # S, YrA (K, T) are recomputed at the end
         if nb > 0:
             f = hals_f(f, bTY - (b.T @ A) @ C, b.T @ b)
         A, C, groups = merge_components(A, C, merge_thr=o["merge_thr"],
@@ -269,11 +280,11 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
                                         split_corr=o["merge_split_corr"])
         if A.shape[1] == 0:
             break
-        if nb == 0:
-            Q = ring_spatial_stats(rows, A, C, ring, bb, dims=dims, box=box)
-        else:
-            Q, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims, box=box)
         masks = support_masks(A, dims, dilate=max(1, gSig // 2 + 1), box=box)
+        if nb == 0:
+            Q = ring_spatial_stats(rows, A, C, ring, bb, dims=dims, masks=masks)
+        else:
+            Q, Yf = lowrank_spatial_stats(rows, A, C, b, f, bb, dims=dims, masks=masks)
         Ad = hals_spatial(A, Q, C @ C.T, masks, n_iter=3)
         del Q
         A, keep = clean_footprints(Ad, dims)
@@ -326,12 +337,27 @@ def fit_core(rows: RowSource, dims, A, C, o: dict, *, cache: dict | None = None)
     return est
 
 
-def residual_init_patch(Yp: np.ndarray, pdims, *, A_p, C_p, o: dict):
+def _patch_ring_data(reader, tbin: int, ssub_B: int):
+    """``D Y`` binned over ``tbin`` frames (P_ds, T // tbin) and the temporal mean of
+    ``Y`` (h*w,) of a patch, read column by column."""
+    h, w = reader.shape
+    D = downsample_operator((h, w), ssub_B)
+    mean = np.zeros(h * w, np.float32)
+    Yb = np.zeros((h * w, reader.T // tbin), np.float32)
+    for c in range(w):
+        X = reader.column(c)
+        mean[c * h:(c + 1) * h] = X.mean(1)
+        Yb[c * h:(c + 1) * h] = bin_time(X, tbin)
+    return D @ Yb, mean
+
+
+def residual_init_patch(reader, pdims, *, A_p, C_p, o: dict):
     """Search one patch's residual (data - neurons - local ring background) for neurons.
 
     Parameters
     ----------
-    Yp : ndarray, shape (h*w, T)
+    reader : cellextract.cnmf.patch_movie.PatchReader
+        The patch (h*w, T).
     pdims : (int, int)
     A_p : sparse, shape (h*w, K_p)
         Known footprints restricted to the patch.
@@ -341,26 +367,26 @@ def residual_init_patch(Yp: np.ndarray, pdims, *, A_p, C_p, o: dict):
     Returns
     -------
     (A (h*w, K_new) csc, C (K_new, T), None, None)
+
+    Notes
+    -----
+    The ring model is fitted on the binned data (``max_bg_frames``); the residual is
+    computed column by column as corr_pnr reads it
+    (:class:`~cellextract.cnmf.patch_movie.ResidualReader`), never for the whole patch.
     """
     from cellextract.cnmf.init_corr_pnr import init_corr_pnr
-    T = Yp.shape[1]
-    tbin = max(1, int(np.ceil(T / o["max_bg_frames"])))
+    from cellextract.cnmf.patch_movie import ResidualReader
+    tbin = max(1, int(np.ceil(reader.T / o["max_bg_frames"])))
     A_p = sp.csc_matrix(A_p, dtype=np.float32)
     C_p = np.asarray(C_p, np.float32)
-    D = downsample_operator(pdims, o["ssub_B"])
-    ring = fit_ring_model(D @ bin_time(Yp, tbin), A_p, bin_time(C_p, tbin),
-                          mean_Y=Yp.mean(1), mean_C=C_p.mean(1), dims=pdims,
-                          gSiz=_pair(o["gSiz"])[0], ring_size_factor=o["ring_size_factor"],
-                          ssub_B=o["ssub_B"])
-    R = Yp                                  # residual computed in place, in time chunks
-    for t0 in range(0, T, 1000):
-        ch = slice(t0, min(T, t0 + 1000))
-        R[:, ch] -= np.asarray(A_p @ C_p[:, ch], np.float32)
-        R[:, ch] -= np.asarray(ring.background(R[:, ch]), np.float32)
-    r = init_corr_pnr(R, rows_dims=pdims, gSig=o["gSig"], gSiz=o["gSiz"],
+    Yds, mean_Y = _patch_ring_data(reader, tbin, o["ssub_B"])
+    ring = fit_ring_model(Yds, A_p, bin_time(C_p, tbin), mean_Y=mean_Y, mean_C=C_p.mean(1),
+                          dims=pdims, gSiz=_pair(o["gSiz"])[0],
+                          ring_size_factor=o["ring_size_factor"], ssub_B=o["ssub_B"])
+    r = init_corr_pnr(ResidualReader(reader, A_p, C_p, ring), gSig=o["gSig"], gSiz=o["gSiz"],
                       min_corr=o["min_corr"], min_pnr=o["min_pnr"], K=o["K"],
                       center_psf=o["center_psf"], tsub=o["tsub"], ssub=o["ssub"],
-                      pnr_noise=o["pnr_noise"])
+                      pnr_noise=o["pnr_noise"], max_bytes=o["patch_bytes"])
     return sp.csc_matrix(r.A, dtype=np.float32), np.asarray(r.C, np.float32), None, None
 
 
@@ -370,7 +396,7 @@ def _patch_rows(patch, dims):
     return np.concatenate([np.arange(r0 + c * H, r1 + c * H) for c in range(c0, c1)])
 
 
-def residual_search(src, dims, A, C, o, n_processes):
+def residual_search(src, dims, A, C, o, n_processes, pool=None):
     """Neurons missed by the first initialisation, found in the model residual.
 
     The analogue of CNMF-E's second initialisation pass (CaImAn ``init_iter = 2``):
@@ -385,13 +411,15 @@ def residual_search(src, dims, A, C, o, n_processes):
     """
     patches = patch_grid(dims, rf=o["rf"], stride=o["stride"], border_pix=o["border_pix"])
     Ar = sp.csr_matrix(A)
-    per = []
-    for p in patches:
+
+    def per_patch(p):                   # made when the patch is sent (C_p: (K_p, T))
         Ap = Ar[_patch_rows(p, dims)]
         ks = np.flatnonzero(np.asarray(Ap.getnnz(axis=0)) > 0)
-        per.append(dict(A_p=sp.csc_matrix(Ap[:, ks]), C_p=C[ks]))
+        return dict(A_p=sp.csc_matrix(Ap[:, ks]), C_p=C[ks])
+
+    per = [functools.partial(per_patch, p) for p in patches]
     parts = map_patches(src, dims, patches, residual_init_patch, n_processes=n_processes,
-                        per_patch=per, o=o)
+                        per_patch=per, pool=pool, o=o)
     An, Cn = combine_patches([(a, c) for a, c, _, _ in parts], patches, dims,
                              del_duplicates=True, merge_thr=o["merge_thr"],
                              dup_thr=o["dup_thr"], dup_corr=_dup_corr(o))
@@ -415,19 +443,21 @@ def _dup_corr(o) -> float | None:
 
 def _cross_corr(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Pearson correlation of every row of ``X`` (m, T) with every row of ``Y`` (n, T)."""
-    def z(M):
-        M = np.asarray(M, np.float64) - np.mean(M, axis=1, keepdims=True)
-        n = np.linalg.norm(M, axis=1, keepdims=True)
-        return M / np.where(n > 0, n, np.inf)
-    return z(X) @ z(Y).T
+    return cross_correlation(X, Y)
 
 
 def _run(src, dims, T, o, n_processes) -> Estimates:
     _check_opts(o)
-    t0 = time.perf_counter()
     dims = (int(dims[0]), int(dims[1]))
+    patches = patch_grid(dims, rf=o["rf"], stride=o["stride"], border_pix=o["border_pix"])
+    with patch_pool(src, n_processes, len(patches)) as pool:    # forked while still small
+        return _fit(src, dims, T, o, n_processes, pool)
+
+
+def _fit(src, dims, T, o, n_processes, pool) -> Estimates:
+    t0 = time.perf_counter()
     P = dims[0] * dims[1]
-    A, C, cn, pnr = initialize(src, dims, o, n_processes)
+    A, C, cn, pnr = initialize(src, dims, o, n_processes, pool)
     if A.shape[1] == 0:
         raise NoComponentsError(
             f"no components found by {o['method_init']} initialisation "
@@ -439,10 +469,12 @@ def _run(src, dims, T, o, n_processes) -> Estimates:
               and int(o["nb"]) == 0 and o["init_fn"] is None)
     if search:
         est = fit_core(rows, dims, A, C, dict(o, n_rounds=1), cache=cache)
-        An, Cn = residual_search(src, dims, est.A, est.C, o, n_processes)
+        A, C = est.A, est.C
+        del est                                  # only A, C go on (S, YrA: (K, T) each)
+        An, Cn = residual_search(src, dims, A, C, o, n_processes, pool)
         log.info("residual search: %d new components", An.shape[1])
-        A = sp.hstack([est.A, An], format="csc").astype(np.float32)
-        C = np.vstack([est.C, Cn]).astype(np.float32)
+        A = sp.hstack([A, An], format="csc").astype(np.float32)
+        C = np.vstack([C, Cn]).astype(np.float32)
         est = fit_core(rows, dims, A, C, dict(o, n_rounds=max(1, int(o["n_rounds"]) - 1)),
                        cache=cache)
     else:

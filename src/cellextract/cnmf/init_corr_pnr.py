@@ -27,6 +27,13 @@ Designed after Zhou et al., eLife 2018 ("Initialization"):
 5. Footprints are upsampled to full resolution (block replication), traces linearly
    interpolated to all ``T`` frames, and footprint columns L2-normalised (traces scaled
    accordingly, so ``A @ C`` is unchanged and in raw intensity units).
+
+Memory: the movie is read column by column (:mod:`cellextract.cnmf.patch_movie`) and the
+statistics of step 2 come from one streamed sweep (:mod:`cellextract.cnmf.filtered_patch`).
+The filtered movie is kept only if it fits in ``max_bytes``; otherwise each seed works on
+its neighbourhood (``R + kernel radius + 1`` px) recomputed from the movie, with the
+subtractions of step 4 replayed, which gives the same numbers. Memory then depends on the
+movie length only through that neighbourhood over all frames.
 """
 
 from __future__ import annotations
@@ -37,10 +44,10 @@ import numpy as np
 import scipy.ndimage as ndi
 import scipy.sparse as sp
 
-from cellextract.cnmf.filters import as_pair, filter_image, odd_size, spatial_filter
+from cellextract.cnmf.filters import as_pair, filter_image, odd_size
 from cellextract.cnmf.initresult import InitResult, empty_result, footprint_centers
-from cellextract.cnmf.summary import (_threshold, baseline_noise, fill_nonfinite, neighbour_correlation,
-                                      summary_kernel, to_pixel_major)
+from cellextract.cnmf.summary import (_threshold, fill_nonfinite, neighbour_correlation,
+                                      summary_kernel)
 from cellextract.errors import ParameterError
 from cellextract.log import get_logger
 
@@ -148,32 +155,6 @@ def _resize_image(img: np.ndarray, dims) -> np.ndarray:
 # --------------------------------------------------------------------------- one neuron
 
 
-def _rows_to_frames(X: np.ndarray, dims) -> np.ndarray:
-    """Memmap-layout rows (h*w, n) (Fortran pixel order) to frames (n, h, w), float32."""
-    h, w = dims
-    return np.ascontiguousarray(X.reshape(w, h, X.shape[1]).transpose(2, 1, 0), dtype=np.float32)
-
-
-def _average_rows(Y: np.ndarray, dims, tsub: int, ssub: int) -> np.ndarray:
-    """Frames (Td, hd, wd) averaged as :func:`downsample_movie` from memmap-layout rows
-    (h*w, T): the time bins are averaged along the contiguous rows first, so only the
-    ``tsub`` times smaller result is transposed."""
-    Y = np.asarray(Y, np.float32)
-    if not np.isfinite(Y).all():
-        Y = fill_nonfinite(Y.copy())
-    T = Y.shape[1]
-    n = T // tsub
-    if tsub > 1:                 # sum of strided column slices (fast; a reduction over a
-        Yb = Y[:, 0:n * tsub:tsub].copy()      # length-tsub last axis is slow in numpy)
-        for j in range(1, tsub):
-            Yb += Y[:, j:n * tsub:tsub]
-        Yb *= np.float32(1.0 / tsub)
-        if n * tsub < T:
-            Yb = np.concatenate([Yb, Y[:, n * tsub:].mean(axis=1, keepdims=True)], axis=1)
-        Y = Yb
-    return downsample_movie(_rows_to_frames(Y, dims), 1, ssub)
-
-
 def _box(center, R, shape):
     r, c = center
     return (slice(max(r - R, 0), min(r + R + 1, shape[0])),
@@ -257,32 +238,44 @@ def _filtered_trace(Fp: np.ndarray, img: np.ndarray, kernel: np.ndarray, kr) -> 
     return (np.einsum("ij,ijt->t", af, Fp[sl[0], sl[1]]) / max(nrm, 1e-30)).astype(np.float32)
 
 
-def _estimate_neuron(Yp: np.ndarray, Fp: np.ndarray, seed, R: int, kernel: np.ndarray,
-                     n_iter: int = 2):
-    """Footprint (full image, downsampled grid) and trace for one seed; None if it fails.
+def _estimate_neuron(Yb: np.ndarray, boff, c: np.ndarray, window, seed, R: int,
+                     kernel: np.ndarray, n_iter: int = 2):
+    """Footprint (image of the window's shape), trace and filtered window for one seed;
+    None if it fails.
 
-    ``Yp`` (raw) and ``Fp`` (filtered, baseline removed) are pixel-major (h, w, T). The
+    ``c`` is the seed's filtered trace (baseline removed, found neurons subtracted);
+    ``window()`` returns the filtered data on the seed's window (h, w, T) and is called
+    only once the first footprint is non-empty (a recomputed window is the costly part).
+    ``Yb`` holds the raw (averaged) data, pixel-major, on a rectangle that starts at window
+    pixel ``boff`` and covers ``seed +- (R + 2)`` (clipped at the patch edges only). The
     footprint comes from the raw data (regression on ``[1, c, g]``), the trace from the
     filtered data (projection on the filtered footprint), which is free of background.
     """
-    box = _box(seed, R, Yp.shape[:2])
+    Fp = None
+    shape = (boff[0] + Yb.shape[0], boff[1] + Yb.shape[1])     # clipping as the window's
+    box = _box(seed, R, shape)
     seed_rc = (seed[0] - box[0].start, seed[1] - box[1].start)
     bh, bw = box[0].stop - box[0].start, box[1].stop - box[1].start
     kr = kernel.shape[0] // 2, kernel.shape[1] // 2
-    Rb = np.array(Yp[box[0], box[1]], dtype=np.float32).reshape(bh * bw, -1)   # a copy
+    rb = (slice(box[0].start - boff[0], box[0].stop - boff[0]),
+          slice(box[1].start - boff[1], box[1].stop - boff[1]))
+    Rb = np.array(Yb[rb[0], rb[1]], dtype=np.float32).reshape(bh * bw, -1)   # a copy
     Rb -= Rb.mean(axis=1, keepdims=True)         # centred once for the n_iter regressions
-    G = _ring_traces(Yp, seed, R, 2)
-    c = Fp[seed[0], seed[1]].astype(np.float32).copy()
-    img = np.zeros(Yp.shape[:2], np.float32)
+    G = _ring_traces(Yb, (seed[0] - boff[0], seed[1] - boff[1]), R, 2)
+    c = np.array(c, dtype=np.float32)
+    img = None
     for _ in range(n_iter):
         coef, tval = _regress(Rb, c, G, centred=True)
         a = _clean(coef.reshape(bh, bw), tval.reshape(bh, bw), seed_rc)
         if not a.any():
             return None
+        if Fp is None:
+            Fp = window()
+            img = np.zeros(Fp.shape[:2], np.float32)
         img[:] = 0
         img[box] = a
         c = _filtered_trace(Fp, img, kernel, kr)
-    return img, c
+    return img, c, Fp
 
 
 def rise_score(c: np.ndarray, lags=(1, 2, 4, 8)) -> float:
@@ -308,19 +301,50 @@ def rise_score(c: np.ndarray, lags=(1, 2, 4, 8)) -> float:
 # --------------------------------------------------------------------------- main
 
 
-def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz=None, min_corr: float, min_pnr: float, K: int | None = None,
+def _as_movie(Y, rows_dims, tsub: int, ssub: int):
+    """An :class:`AveragedMovie` over frames (T, h, w), rows (h*w, T) or a patch reader."""
+    from cellextract.cnmf.patch_movie import AveragedMovie, PatchReader
+    if hasattr(Y, "iter_avg_columns"):
+        reader = Y
+    else:
+        Y = np.asarray(Y)
+        if rows_dims is not None:
+            if Y.ndim != 2 or Y.shape[0] != rows_dims[0] * rows_dims[1]:
+                raise ParameterError(f"init_corr_pnr: rows of shape {Y.shape} do not match "
+                                     f"{rows_dims}")
+            rows, dims = Y, (int(rows_dims[0]), int(rows_dims[1]))
+        elif Y.ndim != 3:
+            raise ParameterError(f"init_corr_pnr expects a (T, h, w) movie, got shape {Y.shape}")
+        else:
+            rows = np.ascontiguousarray(Y.transpose(2, 1, 0)).reshape(-1, Y.shape[0])
+            dims = Y.shape[1:]
+        reader = PatchReader(rows, dims, pilot_frames=None)
+    T = reader.T
+    tsub = max(1, min(int(tsub), T // 2))                        # keep >= 2 frames
+    return AveragedMovie(reader, tsub=tsub, ssub=max(1, int(ssub)))
+
+
+def _window(center, margin: int, shape):
+    """Rectangle ``(r0, r1, c0, c1)`` of half-width ``margin`` around ``center``, clipped."""
+    b = _box(center, margin, shape)
+    return b[0].start, b[0].stop, b[1].start, b[1].stop
+
+
+def init_corr_pnr(Y, *, gSig, gSiz=None, min_corr: float, min_pnr: float, K: int | None = None,
                   center_psf: bool = True, tsub: int = 1, ssub: int = 1, min_pixel: int = 3,
                   seed_mask: np.ndarray | None = None, noise_thr: float = 3.0,
                   min_rise: float = 5.0, min_consistency: float = 0.4,
-                  pnr_noise: str = "psd", rows_dims: tuple[int, int] | None = None) -> InitResult:
+                  pnr_noise: str = "psd", rows_dims: tuple[int, int] | None = None,
+                  max_bytes: float = 48e6) -> InitResult:
     """CNMF-E greedy initialisation of footprints and traces.
 
     Parameters
     ----------
-    Y : ndarray, shape (T, h, w), float32
-        Movie (or patch) in raw intensity units; or, with ``rows_dims``, in memmap
-        layout (h*w, T) (Fortran pixel order), averaged over ``tsub`` frames before
-        being transposed to frames (cheaper: the full-rate data are never transposed).
+    Y : ndarray or patch reader
+        Movie (or patch) in raw intensity units: frames (T, h, w); or, with
+        ``rows_dims``, memmap layout (h*w, T) (Fortran pixel order); or a reader of
+        :mod:`cellextract.cnmf.patch_movie` (``PatchReader``, ``ResidualReader``), read
+        column by column so the patch is never held whole.
     gSig : float or pair
         Gaussian width of a neuron (pixels, full resolution).
     gSiz : int or pair, optional
@@ -349,51 +373,47 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz=None, min_corr: float, min_pnr: f
         the raw footprint and the pattern the trace leaves in the filtered data; lower
         components (vessel edges, out-of-focus blobs) are subtracted but not reported.
         -1 disables.
-
     pnr_noise : {'robust', 'psd', 'mad'}
         Noise estimate of the filtered traces for the PNR
         (:func:`cellextract.cnmf.summary.baseline_noise`).
     rows_dims : (int, int), optional
         ``(h, w)`` when ``Y`` is given as rows (h*w, T).
+    max_bytes : float
+        Memory budget (bytes) for the filtered movie: it is kept whole when it fits
+        (``4 h w T / tsub``), otherwise each seed's neighbourhood is recomputed from the
+        movie (same result, more reading); also bounds the block of columns filtered at
+        once by the statistics pass (:mod:`cellextract.cnmf.filtered_patch`).
 
     Returns
     -------
     InitResult
         ``A`` (h*w, K) unit-norm columns, ``C`` (K, T) raw scale, ``cn`` / ``pnr`` the
-        initial summary images (full resolution); ``extra["seeds"]`` (K, 2) seed pixels.
+        initial summary images (full resolution); ``extra["seeds"]`` (K, 2) seed pixels,
+        ``extra["kept"]`` whether the filtered movie was held, ``extra["windows"]`` how
+        many seed windows were recomputed.
     """
+    from cellextract.cnmf.filtered_patch import filtered_statistics
+    from cellextract.cnmf.seed_windows import FilteredStore
     t_start = time.perf_counter()
-    Y = np.asarray(Y)
-    if rows_dims is not None:
-        if Y.ndim != 2 or Y.shape[0] != rows_dims[0] * rows_dims[1]:
-            raise ParameterError(f"init_corr_pnr: rows of shape {Y.shape} do not match {rows_dims}")
-        T, h, w = Y.shape[1], int(rows_dims[0]), int(rows_dims[1])
-    elif Y.ndim != 3:
-        raise ParameterError(f"init_corr_pnr expects a (T, h, w) movie, got shape {Y.shape}")
-    else:
-        T, h, w = Y.shape
-    tsub, ssub = max(1, min(int(tsub), T // 2)), max(1, int(ssub))  # keep >= 2 frames
+    movie = _as_movie(Y, rows_dims, tsub, ssub)
+    h, w = movie.full
+    T = movie.T
+    ssub = movie.ssub
     if K is not None and int(K) < 0:
         raise ParameterError(f"K must be None or >= 0, got {K}")
     gs = tuple(s / ssub for s in as_pair(gSig, "gSig"))
     gz = as_pair(gSiz if gSiz is not None else odd_size(None, gSig), "gSiz")
     R = int(max(max(gz) / ssub // 2, np.ceil(2 * max(gs))))
-    Yd = (downsample_movie(Y, tsub, ssub) if rows_dims is None
-          else _average_rows(Y, (h, w), tsub, ssub))
-    hd, wd = Yd.shape[1:]
+    hd, wd = movie.shape
 
     kernel = summary_kernel(gs, None, center_psf=center_psf)
-    F = spatial_filter(Yd, kernel)
-    Yp = to_pixel_major(Yd)  # (hd, wd, Td)
-    del Yd
-    Fp = to_pixel_major(F)
-    del F
-    base, sigma = baseline_noise(Fp, pixel_major=True, noise_method=pnr_noise)
-    Fp -= base[:, :, None]
-    sigma = np.maximum(sigma, 1e-12 * (float(np.abs(Fp).max()) + 1))
-    pnr = np.maximum(Fp.max(axis=2) / sigma, 0).astype(np.float32)
-    cn = neighbour_correlation(_threshold(Fp.copy(), 0, sigma[:, :, None], noise_thr), pixel_major=True)
+    st = filtered_statistics(movie, kernel, noise_thr=noise_thr, noise_method=pnr_noise,
+                             max_bytes=max_bytes)
+    store = FilteredStore(movie, kernel, st)
+    sigma = st.sigma
+    pnr, cn = st.pnr, st.cn
     cn0, pnr0 = cn.copy(), pnr.copy()
+    margin = R + max(kernel.shape) // 2 + 1     # everything one seed reads or changes
 
     allowed = np.ones((hd, wd), bool)
     if seed_mask is not None:
@@ -401,6 +421,8 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz=None, min_corr: float, min_pnr: f
         if m.shape != (h, w):
             raise ParameterError(f"seed_mask shape {m.shape} != movie frame shape {(h, w)}")
         allowed = downsample_movie(m[None].astype(np.float32), 1, ssub)[0] > 0
+    cand = allowed & (cn >= min_corr) & (pnr >= min_pnr)
+    store.fill(np.where(cand, cn * pnr, 0), max_bytes, margin)   # tiles near candidates
 
     imgs, traces, seeds = [], [], []
     n_rejected = 0
@@ -413,50 +435,66 @@ def init_corr_pnr(Y: np.ndarray, *, gSig, gSiz=None, min_corr: float, min_pnr: f
         s = np.where(cand, cn * pnr, -np.inf)
         seed = np.unravel_index(int(np.argmax(s)), s.shape)
         allowed[seed] = False
-        est = _estimate_neuron(Yp, Fp, seed, R, kernel)
+        r0, r1, c0, c1 = _window(seed, margin, (hd, wd))
+        local = (seed[0] - r0, seed[1] - c0)
+        b = _window(seed, R + 2, (hd, wd))               # raw data: the box and its ring
+        est = _estimate_neuron(store.raw(*b), (b[0] - r0, b[2] - c0), store.trace(*seed),
+                               lambda: store.window(r0, r1, c0, c1), local, R, kernel)
         if est is None or np.count_nonzero(est[0]) < min_pixel:
             n_rejected += 1
             rejected.append((seed, "footprint"))
             continue
-        img, c = est
+        img_w, c, Fw = est
         # slow, non-transient components (1P background residue) are explained away
         # (subtracted from the search data) but not reported as neurons
-        cons = _subtract_and_update(Fp, img, c, kernel, sigma, noise_thr, cn, pnr)
+        win = (slice(r0, r1), slice(c0, c1))
+        cons, sub = _subtract_and_update(Fw, img_w, c, kernel, sigma[win], noise_thr, cn[win],
+                                         pnr[win])
+        if sub is not None:
+            store.record(sub[0] + r0, sub[1] + c0, sub[2], c)
         rise = rise_score(c) if min_rise else np.inf
         if rise < min_rise or cons < min_consistency:
             n_rejected += 1
             rejected.append((seed, f"rise {rise:.1f} consistency {cons:.2f}"))
             continue
+        img = np.zeros((hd, wd), np.float32)
+        img[win] = img_w
         imgs.append(img)
         traces.append(c)
         seeds.append(seed)
 
     dt = time.perf_counter() - t_start
-    log.info("corr_pnr init: %d neurons (%d seeds rejected) in %.2f s on %dx%dx%d", len(imgs),
-             n_rejected, dt, T, h, w)
+    log.info("corr_pnr init: %d neurons (%d seeds rejected) in %.2f s on %dx%dx%d (%s)",
+             len(imgs), n_rejected, dt, T, h, w,
+             "filtered movie kept" if store.kept else
+             f"{len(store.tiles)} tiles cached, {store.n_cached} windows from them, "
+             f"{store.n_computed} recomputed")
     cn_full = _resize_image(cn0, (h, w)) if ssub > 1 else cn0
     pnr_full = _resize_image(pnr0, (h, w)) if ssub > 1 else pnr0
     extra = {"seeds": np.array(seeds, float).reshape(-1, 2) * ssub + (ssub - 1) / 2.0,
-             "n_rejected": n_rejected, "rejected": rejected, "seconds": dt}
+             "n_rejected": n_rejected, "rejected": rejected, "seconds": dt,
+             "kept": store.kept, "windows": store.n_computed, "cached": store.n_cached}
     if not imgs:
         return empty_result((h, w), T, cn=cn_full, pnr=pnr_full, extra=extra)
     full = upsample_footprints(np.stack(imgs), (h, w), ssub)
-    C = upsample_traces(np.stack(traces), T, tsub)
+    C = upsample_traces(np.stack(traces), T, movie.tsub)
     return to_init_result(full, C, (h, w), cn=cn_full, pnr=pnr_full, extra=extra)
 
 
-def _subtract_and_update(Fp, img, c, kernel, sigma, noise_thr, cn, pnr) -> float:
+def _subtract_and_update(Fp, img, c, kernel, sigma, noise_thr, cn, pnr):
     """Remove a component from the filtered data Fp (h, w, T) and refresh cn / pnr around
     it (in place). Each filtered trace on the footprint dilated by the kernel radius loses
     its least-squares projection on ``c``.
 
     Returns
     -------
-    float
+    cons : float
         Spatial consistency: correlation, over that region, between the filtered
         footprint predicted from the raw footprint (``kernel * img``) and the observed
         projection coefficients of the filtered data on ``c``. Neurons give ~0.8-1;
         background structure (vessel edges, out-of-focus blobs) gives lower values.
+    sub : (rows, cols, coef) or None
+        The subtraction made: ``coef[i] * c`` at pixel ``(rows[i], cols[i])``.
     """
     hd, wd = img.shape
     kr = kernel.shape[0] // 2, kernel.shape[1] // 2
@@ -467,19 +505,22 @@ def _subtract_and_update(Fp, img, c, kernel, sigma, noise_thr, cn, pnr) -> float
                               structure=np.ones((2 * kr[0] + 1, 2 * kr[1] + 1), bool))
     sub = Fp[r0:r1, c0:c1]
     cc = float(c @ c)
-    cons = 0.0
+    cons, done = 0.0, None
     if cc > 0:
         X = sub[msk]  # (n, T) copy
         coef = (X @ c) / cc
         pred = filter_image(img, kernel)[r0:r1, c0:c1][msk]
         if coef.size > 2 and coef.std() > 0 and pred.std() > 0:
             cons = float(np.corrcoef(pred, coef)[0, 1])
-        X -= coef[:, None].astype(np.float32) * c[None, :]
+        coef = coef.astype(np.float32)
+        X -= coef[:, None] * c[None, :]
         sub[msk] = X
+        mr, mc = np.nonzero(msk)
+        done = (mr + r0, mc + c0, coef)
     pnr[r0:r1, c0:c1] = np.maximum(sub.max(axis=2) / sigma[r0:r1, c0:c1], 0)
     # correlation: recompute on the region + 1 px margin, keep the region's values
     R0, R1, C0, C1 = max(r0 - 1, 0), min(r1 + 1, hd), max(c0 - 1, 0), min(c1 + 1, wd)
     X = _threshold(Fp[R0:R1, C0:C1].copy(), 0, sigma[R0:R1, C0:C1, None], noise_thr)
     cn_sub = neighbour_correlation(X, pixel_major=True)
     cn[r0:r1, c0:c1] = cn_sub[r0 - R0:r0 - R0 + (r1 - r0), c0 - C0:c0 - C0 + (c1 - c0)]
-    return cons
+    return cons, done

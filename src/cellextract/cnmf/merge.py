@@ -14,14 +14,37 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 
+def cross_correlation(X: np.ndarray, Y: np.ndarray | None = None, *,
+                      chunk: int = 2048) -> np.ndarray:
+    """Pearson correlation of every row of ``X`` (m, T) with every row of ``Y`` (n, T)
+    (default ``X``); constant rows give 0.
+
+    Accumulated in float64 over chunks of ``chunk`` frames, so the float64 copies of the
+    traces are ``(m + n) x chunk``, not ``(m + n) x T``.
+    """
+    same = Y is None
+    Y = X if same else Y
+    mx = np.mean(X, axis=1, dtype=np.float64)
+    my = mx if same else np.mean(Y, axis=1, dtype=np.float64)
+    G = np.zeros((X.shape[0], Y.shape[0]))
+    sx = np.zeros(X.shape[0])
+    sy = sx if same else np.zeros(Y.shape[0])
+    for a in range(0, X.shape[1], chunk):
+        x = np.asarray(X[:, a:a + chunk], np.float64) - mx[:, None]
+        y = x if same else np.asarray(Y[:, a:a + chunk], np.float64) - my[:, None]
+        G += x @ y.T
+        sx += np.einsum("kt,kt->k", x, x)
+        if not same:
+            sy += np.einsum("kt,kt->k", y, y)
+    nx, ny = np.sqrt(sx), np.sqrt(sy)
+    nx[nx == 0] = np.inf
+    ny[ny == 0] = np.inf
+    return G / np.outer(nx, ny)
+
+
 def trace_correlation(C: np.ndarray) -> np.ndarray:
     """Pearson correlation between rows of ``C`` (K, T); constant rows give 0."""
-    C = np.asarray(C, dtype=np.float64)
-    X = C - C.mean(axis=1, keepdims=True)
-    n = np.linalg.norm(X, axis=1)
-    n[n == 0] = np.inf
-    X /= n[:, None]
-    return X @ X.T
+    return cross_correlation(C)
 
 
 def find_merge_groups(A: sp.spmatrix, C: np.ndarray, *, merge_thr: float,

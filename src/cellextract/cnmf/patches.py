@@ -13,11 +13,13 @@ kept only from the patch whose core holds its centre of mass, then remaining dup
 combined with a merge pass.
 
 Reading: the memmap ``Yr`` is (P, T) C order with Fortran pixel order, so the pixels of
-a patch are one contiguous run of ``h`` rows per image column.
+a patch are one contiguous run of ``h`` rows per image column; workers get a lazy
+:class:`~cellextract.cnmf.patch_movie.PatchReader` and read what they need.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import time
@@ -127,66 +129,102 @@ def local_to_full(A_loc: sp.spmatrix, patch: Patch, dims: tuple[int, int]) -> sp
                          shape=(int(dims[0]) * int(dims[1]), A_loc.shape[1]))
 
 
-def _open_source(src):
+def patch_reader(src, dims: tuple[int, int], patch: Patch):
+    """A :class:`~cellextract.cnmf.patch_movie.PatchReader` of one patch of ``src``
+    (memmap path, read with plain file reads, or an in-memory (P, T) array)."""
+    from cellextract.cnmf.patch_movie import PatchReader
     if isinstance(src, (str, os.PathLike)):
-        from cellextract.io.memmap import open_memmap
-        Yr, _, _ = open_memmap(src)
-        return Yr
-    return src
+        from cellextract.io.memmap import _parse, open_memmap
+        _, T, order = _parse(src)
+        if order != "C":                               # pixel traces not contiguous
+            src = open_memmap(src)[0]
+        return PatchReader(src, dims, patch.rows, patch.cols, T=T)
+    return PatchReader(src, dims, patch.rows, patch.cols, pilot_frames=None)
 
 
 def _worker(args):
-    """Run ``func(Yp, pdims, **kwargs)`` on one patch; returns (index, result, seconds)."""
+    """Run ``func(reader, pdims, **kwargs)`` on one patch (``reader`` a
+    :class:`~cellextract.cnmf.patch_movie.PatchReader`); returns (index, result, seconds)."""
     src, dims, patch, func, kwargs = args
     t0 = time.perf_counter()
-    Yr = _open_source(src)
-    Yp = read_patch_rows(Yr, dims, patch)
-    del Yr
-    res = func(Yp, patch.dims, **kwargs)
+    res = func(patch_reader(src, dims, patch), patch.dims, **kwargs)
     return patch.index, res, time.perf_counter() - t0
+
+
+def _release_memory() -> None:
+    """Give freed heap pages back to the OS (glibc), so an idle worker stays small."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):                # not glibc
+        pass
 
 
 def _pool_worker(args):
     """:func:`_worker` with one BLAS/OpenCV thread (the pool already uses the cores)."""
     from cellextract.motion.threads import single_threaded
-    with single_threaded():
-        return _worker(args)
+    try:
+        with single_threaded():
+            return _worker(args)
+    finally:
+        _release_memory()
+
+
+@contextlib.contextmanager
+def patch_pool(src, n_processes: int, n_patches: int):
+    """Worker pool for :func:`map_patches` (None when the work runs in this process).
+
+    Create it once, before the main process holds large arrays: workers are forked, so
+    they start as copies of this process (counted again in their resident memory).
+    """
+    if n_processes > 1 and n_patches > 1 and isinstance(src, (str, os.PathLike)):
+        with mp.get_context("fork").Pool(min(n_processes, n_patches)) as pool:
+            yield pool
+    else:
+        yield None
 
 
 def map_patches(src, dims: tuple[int, int], patches: list[Patch], func, *, n_processes: int = 1,
-                per_patch=None, **kwargs) -> list:
-    """Apply ``func(Yp (h*w, T), pdims, **kwargs)`` to every patch.
+                per_patch=None, pool=None, **kwargs) -> list:
+    """Apply ``func(reader, pdims, **kwargs)`` to every patch.
+
+    ``reader`` is a :class:`~cellextract.cnmf.patch_movie.PatchReader` of the patch (read
+    column by column, or whole with ``reader.read_all()`` -> (h*w, T)).
 
     Parameters
     ----------
     src : str or array
-        Memmap path (each worker opens it and reads only its patch) or an in-memory
-        ``(P, T)`` array (processed in this process).
+        Memmap path (each worker reads only its patch) or an in-memory ``(P, T)`` array
+        (processed in this process).
     n_processes : int
-        Worker processes (``fork`` pool) when ``src`` is a path.
-    per_patch : list of dict, optional
-        Extra keyword arguments for each patch (same order as ``patches``).
+        Worker processes (``fork`` pool) when ``src`` is a path and no ``pool`` is given.
+    per_patch : list of dict or of callables returning a dict, optional
+        Extra keyword arguments for each patch (same order as ``patches``); callables are
+        called when their patch is sent, so only a few patches' arguments exist at once.
+    pool : multiprocessing.Pool, optional
+        From :func:`patch_pool` (reused across calls).
 
     Returns
     -------
     list
         ``func`` results in patch order (deterministic).
     """
-    jobs = [(src, dims, p, func, kwargs if per_patch is None else dict(kwargs, **per_patch[i]))
-            for i, p in enumerate(patches)]
+    def jobs():
+        for i, p in enumerate(patches):
+            extra = {} if per_patch is None else per_patch[i]
+            extra = extra() if callable(extra) else extra
+            yield (src, dims, p, func, dict(kwargs, **extra))
+
     out = [None] * len(patches)
     t0 = time.perf_counter()
     n = len(patches)
     total = [0]
-    if n_processes > 1 and n > 1 and isinstance(src, (str, os.PathLike)):
-        ctx = mp.get_context("fork")
-        with ctx.Pool(min(n_processes, n)) as pool:
-            for i, (idx, res, _) in enumerate(pool.imap_unordered(_pool_worker, jobs)):
-                out[idx] = res
-                _report(i + 1, n, res, t0, total)
-    else:
-        for i, job in enumerate(jobs):
-            idx, res, _ = _worker(job)
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(patch_pool(src, n_processes, n))
+        it = (pool.imap_unordered(_pool_worker, jobs()) if pool is not None
+              else map(_worker, jobs()))
+        for i, (idx, res, _) in enumerate(it):
             out[idx] = res
             _report(i + 1, n, res, t0, total)
     return out

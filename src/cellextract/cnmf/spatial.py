@@ -4,7 +4,9 @@ Given traces ``C`` (K, T) and background-free data ``Yb`` (P, T), the footprints
 minimise ``|Yb - A C|_F^2`` with ``A >= 0`` and each column restricted to a mask (the
 dilated current support, within a box around the component). Hierarchical alternating
 least squares (HALS, Cichocki & Phan 2009) only needs the sufficient statistics
-``Q = Yb C^T`` (P, K) and ``R = C C^T`` (K, K); pixel rows are independent.
+``Q = Yb C^T`` on each component's mask and ``R = C C^T`` (K, K); pixel rows are
+independent. The streamed computation of ``Q`` on the masks is in
+:mod:`cellextract.cnmf.spatial_stats`.
 
 Footprints are then cleaned: small values removed, only the largest connected piece
 kept, empty components dropped.
@@ -80,7 +82,7 @@ def support_masks(A: sp.spmatrix, dims: tuple[int, int], *, dilate: int, box: in
     return out
 
 
-def hals_spatial(A, Q: np.ndarray, R: np.ndarray, masks: list, *,
+def hals_spatial(A, Q, R: np.ndarray, masks: list, *,
                  n_iter: int = 3) -> sp.csc_matrix:
     """HALS sweeps over the footprints, each restricted to its mask.
 
@@ -93,8 +95,9 @@ def hals_spatial(A, Q: np.ndarray, R: np.ndarray, masks: list, *,
     ----------
     A : ndarray or sparse, shape (P, K)
         Current footprints.
-    Q : ndarray, shape (P, K)
-        ``Yb C^T``.
+    Q : ndarray, shape (P, K), or list of ndarray
+        ``Yb C^T``, dense or only its values on each mask (``Q[masks[k], k]``, as
+        returned by :func:`cellextract.cnmf.spatial_stats.ring_spatial_stats`).
     R : ndarray, shape (K, K)
         ``C C^T``.
     masks : list of int arrays
@@ -111,7 +114,10 @@ def hals_spatial(A, Q: np.ndarray, R: np.ndarray, masks: list, *,
     R = np.asarray(R, np.float32)
     vals = [np.asarray(A[m, k].toarray()).ravel() if m.size else np.zeros(0, np.float32)
             for k, m in enumerate(masks)]
-    q = [np.asarray(Q[m, k], np.float32) for k, m in enumerate(masks)]
+    if isinstance(Q, (list, tuple)):
+        q = [np.asarray(v, np.float32) for v in Q]
+    else:
+        q = [np.asarray(Q[m, k], np.float32) for k, m in enumerate(masks)]
     # overlaps: for each k, the j != k with shared mask pixels and the index maps
     owner_ptr = np.concatenate([[0], np.cumsum([m.size for m in masks])])
     pix = np.concatenate(masks) if K else np.zeros(0, np.int64)
@@ -207,61 +213,3 @@ def clean_footprints(A: np.ndarray | sp.spmatrix, dims: tuple[int, int], *,
     indices = np.concatenate(cols_i) if K else np.zeros(0, np.int64)
     out = sp.csc_matrix((data.astype(np.float32), indices, indptr), shape=A.shape)
     return out, keep
-
-
-# ----------------------------------------------------------------------------- streamed statistics
-
-def column_ranges(A, dims, margin: float):
-    """Image-column range (lo, hi) each component's spatial update can touch, (K,), (K,)."""
-    cm = centers_of_mass(A, dims)[:, 1]
-    return np.floor(cm - margin), np.ceil(cm + margin)
-
-
-def project_blocks(rows, Ct, dims, lo, hi, block_bytes, extra=None):
-    """``Y C^T`` (P, K) computed only where a component may need it.
-
-    Pixel-row blocks of the memmap are strips of image columns; each block is multiplied
-    only by the traces of components whose column range ``[lo, hi]`` meets the strip
-    (other entries stay 0). ``extra`` (T, m) columns are computed everywhere.
-    """
-    H = int(dims[0])
-    K = Ct.shape[1]
-    m = 0 if extra is None else extra.shape[1]
-    Z = np.zeros((rows.P, K + m), np.float32)
-    for r0, r1, Y in rows.blocks(block_bytes):
-        ks = np.flatnonzero((hi >= r0 // H) & (lo <= (r1 - 1) // H))
-        if ks.size:
-            Z[r0:r1, ks] = Y @ Ct[:, ks]
-        if m:
-            Z[r0:r1, K:] = Y @ extra
-    return Z
-
-
-def ring_spatial_stats(rows, A, C, ring, block_bytes, *, dims, box):
-    """Spatial statistics under the ring model: ``Q = (Y - B) C^T`` (P, K).
-
-    Exact on every pixel a component may occupy (within ``box`` of its centre); the
-    ring term needs ``Y C^T`` up to ``(radius + 2) * ssub_B`` pixels further out.
-    """
-    Ct = np.ascontiguousarray(C.T)
-    lo, hi = column_ranges(A, dims, box + (ring.radius + 2) * ring.ssub_B + 1)
-    Z = project_blocks(rows, Ct, dims, lo, hi, block_bytes)
-    csum = C.sum(1)
-    CCt = C @ Ct
-    b0 = ring.b0[:, None]
-    for k0 in range(0, C.shape[0], 64):          # column chunks bound the temporaries
-        ch = slice(k0, min(C.shape[0], k0 + 64))
-        Zc = Z[:, ch]                              # view
-        Zc -= b0 * csum[None, ch]
-        R = Zc - np.asarray(A @ CCt[:, ch], np.float32)
-        Zc -= np.asarray(ring.apply(R), np.float32)
-    return Z
-
-
-def lowrank_spatial_stats(rows, A, C, b, f, block_bytes, *, dims, box):
-    """``Q = (Y - b f) C^T`` (P, K) (exact within ``box`` of each centre), ``Y f^T`` (P, nb)."""
-    lo, hi = column_ranges(A, dims, box + 1)
-    Z = project_blocks(rows, np.ascontiguousarray(C.T), dims, lo, hi, block_bytes,
-                        extra=np.ascontiguousarray(f.T))
-    K = C.shape[0]
-    return Z[:, :K] - b @ (f @ C.T), Z[:, K:]

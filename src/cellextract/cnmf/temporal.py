@@ -46,7 +46,8 @@ class TemporalResult:
 def update_temporal(C: np.ndarray, U: np.ndarray, V: np.ndarray, *, p: int, g=None,
                     bas_nonneg: bool = False, n_iter: int = 2, optimize_g: int = 0,
                     penalty: int = 1, noise_range=(0.25, 0.5), noise_method: str = "mean",
-                    method_deconvolution: str = "oasis") -> TemporalResult:
+                    method_deconvolution: str = "oasis",
+                    overwrite_C: bool = False) -> TemporalResult:
     """Update all traces by block-coordinate descent with deconvolution.
 
     Parameters
@@ -71,12 +72,15 @@ def update_temporal(C: np.ndarray, U: np.ndarray, V: np.ndarray, *, p: int, g=No
     noise_range, noise_method
         Noise of each raw trace: power spectrum (these settings), capped by the
         difference-based estimate (see :func:`cellextract.cnmf.noise.trace_noise`).
+    overwrite_C : bool
+        Update ``C`` in place (no copy) when it is a writable C-contiguous float32 array.
 
     Returns
     -------
     TemporalResult
     """
-    C = np.array(C, dtype=np.float32)
+    C = (C if overwrite_C and isinstance(C, np.ndarray) and C.dtype == np.float32
+         and C.flags.c_contiguous and C.flags.writeable else np.array(C, dtype=np.float32))
     U = np.asarray(U, dtype=np.float32)
     V = np.asarray(V, dtype=np.float32)
     K, T = C.shape
@@ -102,8 +106,10 @@ def update_temporal(C: np.ndarray, U: np.ndarray, V: np.ndarray, *, p: int, g=No
                 method_deconvolution=method_deconvolution)
             C[k], S[k], bl[k], lam[k] = c, s, b, lk
             G[k, :gk.size] = gk
-    YrA = (U - V @ C) / d[:, None]
-    return TemporalResult(C=C, S=S, YrA=YrA.astype(np.float32), bl=bl,
+    YrA = np.empty_like(C)
+    for a in range(0, T, 4096):                   # (K, chunk) temporaries only
+        YrA[:, a:a + 4096] = (U[:, a:a + 4096] - V @ C[:, a:a + 4096]) / d[:, None]
+    return TemporalResult(C=C, S=S, YrA=YrA, bl=bl,
                           c1=C[:, 0].copy(), neurons_sn=sn, lam=lam, g=G)
 
 
