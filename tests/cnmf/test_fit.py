@@ -219,10 +219,11 @@ def test_streamed_residual_search_matches_in_memory_residual(movie):
     """residual_init_patch (residual computed column by column as corr_pnr reads it, any
     memory budget) finds what corr_pnr finds on the whole residual computed in memory."""
     from cellextract.cnmf.background import downsample_operator, fit_ring_model
-    from cellextract.cnmf.fit import DEFAULTS, residual_init_patch
+    from cellextract.cnmf.fit import DEFAULTS
     from cellextract.cnmf.init_corr_pnr import init_corr_pnr
     from cellextract.cnmf.patch_movie import PatchReader
     from cellextract.cnmf.patches import bin_time
+    from cellextract.cnmf.residual import residual_init_patch
     sim, Yr = movie
     known = np.arange(0, K, 2)                                  # half the neurons known
     A = sp.csc_matrix(sim.truth.A)[:, known].astype(np.float32)
