@@ -227,7 +227,8 @@ def _child(path, table, n_processes, out, q, options, local_bg_tile=0):
     A = est.A.tocsc()
     np.savez(out, A_data=A.data, A_indices=A.indices, A_indptr=A.indptr, A_shape=A.shape,
              C=est.C, S=est.S, good=ev.idx_components, b_shape=np.shape(est.b),
-             f_shape=np.shape(est.f), snr=ev.SNR_comp, rval=ev.r_values, cnn=ev.cnn_preds)
+             f_shape=np.shape(est.f), snr=ev.SNR_comp, rval=ev.r_values, cnn=ev.cnn_preds,
+             event_pval=(ev.extra or {}).get("event_pval", np.zeros(0)))
     q.put(dict(fit_s=fit_s, fit_cpu=fit_cpu, fit_rss_mb=fit_rss, worker_rss_mb=fit_kids,
                eval_s=ev_s, eval_cpu=ev_cpu,
                total_rss_mb=_peak_rss_mb()))

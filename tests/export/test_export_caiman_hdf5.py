@@ -144,3 +144,18 @@ def test_reader_ignores_unknown_keys_and_keeps_extra(tmp_path, make_estimates):
     assert back.n_components == 3 and params["workflow"]["event_threshold"] == 0.0
     np.testing.assert_array_equal(back.extra["merged_pairs"], [[0, 1]])
     assert back.extra["note"] == "refit"
+
+
+def test_our_keys_in_caiman_groups_stay_out_of_params(tmp_path, make_estimates):
+    """quality.max_event_pval is ours: CaImAn's loader must not see it under /params."""
+    est = make_estimates(K=2, T=20)
+    params = {"quality": {"min_SNR": 2.5, "max_event_pval": 0.01}, "workflow": {"refit": False}}
+    path = tmp_path / "x.hdf5"
+    save_estimates(path, est, params=params, mmap_file="m.mmap")
+    with h5py.File(path, "r+") as f:
+        assert set(f["params/quality"]) == {"min_SNR"}
+        assert float(f["cellextract/params/quality/max_event_pval"][()]) == 0.01
+        del f["cellextract"].attrs["params_json"]      # rebuilt from the groups
+    _, back, _ = load_estimates(path)
+    assert back["quality"] == {"min_SNR": 2.5, "max_event_pval": 0.01}
+    assert back["workflow"] == {"refit": False}

@@ -96,3 +96,17 @@ def test_gsiz_derived_from_gsig_and_forced_odd():
     assert q.init.gSiz == (9, 9) and q.sources["init.gSiz"] == "derived"
     r = resolve_params(table={"gSig": 4, "gSiz": 13})
     assert r.init.gSiz == (13, 13) and r.sources["init.gSiz"] == "table"
+
+
+def test_transient_test_on_for_1p_off_for_2p():
+    assert resolve_params(preset="1p").quality.max_event_pval == 0.01
+    assert resolve_params(preset="2p").quality.max_event_pval is None
+    assert resolve_params(preset="2p", table={"max_event_pval": 0.05}).quality.max_event_pval == 0.05
+    assert resolve_params(table={"max_event_pval": None}).quality.max_event_pval is None
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "often"])
+def test_transient_test_bad_value_names_the_key(bad):
+    from cellextract.errors import ParameterError
+    with pytest.raises(ParameterError, match="max_event_pval"):
+        resolve_params(table={"max_event_pval": bad})

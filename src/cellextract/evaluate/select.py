@@ -7,7 +7,10 @@ A component is **accepted** if any criterion passes its high threshold::
 and is then **rejected** regardless if any metric is at or below its lowest bound::
 
     r <= rval_lowest  or  SNR <= SNR_lowest  or  (use_cnn and cnn <= cnn_lowest)
+    or  event_pval > max_event_pval
 
+(the last test is ours, :mod:`cellextract.evaluate.events`: a trace whose strongest transient
+noise alone would produce is not a neuron's, whatever its footprint's r-value).
 NaN metrics (undefined, e.g. a flat trace's r-value) satisfy no comparison: they neither
 accept nor reject.
 """
@@ -21,7 +24,8 @@ __all__ = ["select_components"]
 
 def select_components(SNR_comp: np.ndarray, r_values: np.ndarray, cnn_preds: np.ndarray | None = None,
                       *, min_SNR: float, SNR_lowest: float, rval_thr: float, rval_lowest: float,
-                      use_cnn: bool = False, min_cnn_thr: float = 0.9, cnn_lowest: float = 0.1
+                      use_cnn: bool = False, min_cnn_thr: float = 0.9, cnn_lowest: float = 0.1,
+                      event_pval: np.ndarray | None = None, max_event_pval: float | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Split components into accepted and rejected index arrays.
 
@@ -37,6 +41,11 @@ def select_components(SNR_comp: np.ndarray, r_values: np.ndarray, cnn_preds: np.
         Thresholds (CaImAn names).
     use_cnn : bool
         Whether the CNN criterion takes part in the rule.
+    event_pval : ndarray, shape (K,), or None
+        Family-wise probability of each trace's strongest transient under noise alone
+        (:func:`cellextract.evaluate.events.event_pvalues`).
+    max_event_pval : float or None
+        Components with ``event_pval`` above it are rejected; None: no such test.
 
     Returns
     -------
@@ -61,6 +70,13 @@ def select_components(SNR_comp: np.ndarray, r_values: np.ndarray, cnn_preds: np.
                 raise ValueError(f"cnn_preds has {cnn.size} values, expected {K}")
             accept |= cnn >= min_cnn_thr
             reject |= cnn <= cnn_lowest
+        if max_event_pval is not None:
+            if event_pval is None:
+                raise ValueError("max_event_pval needs event_pval")
+            ev = np.asarray(event_pval, dtype=np.float64).ravel()
+            if ev.size != K:
+                raise ValueError(f"event_pval has {ev.size} values, expected {K}")
+            reject |= ev > max_event_pval
     good = accept & ~reject
     idx = np.arange(K, dtype=np.int64)
     return idx[good], idx[~good]

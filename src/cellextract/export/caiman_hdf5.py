@@ -124,9 +124,21 @@ def _write_value(group: h5py.Group, key: str, value) -> None:
         group[key] = arr
 
 
+#: Keys of ours inside CaImAn's groups: stored with our groups, never under ``/params``.
+OUR_KEYS: dict[str, tuple[str, ...]] = {"quality": ("max_event_pval",)}
+
+
 def _split_params(params: dict) -> tuple[dict, dict]:
-    caiman = {g: v for g, v in params.items() if g in CAIMAN_GROUPS}
-    ours = {g: v for g, v in params.items() if g not in CAIMAN_GROUPS}
+    caiman, ours = {}, {}
+    for g, v in params.items():
+        if g not in CAIMAN_GROUPS:
+            ours[g] = v
+            continue
+        mine = OUR_KEYS.get(g, ())
+        if isinstance(v, dict) and any(k in v for k in mine):
+            ours[g] = {k: x for k, x in v.items() if k in mine}
+            v = {k: x for k, x in v.items() if k not in mine}
+        caiman[g] = v
     return caiman, ours
 
 
@@ -279,6 +291,10 @@ def load_estimates(path: str | os.PathLike) -> tuple[Estimates, dict, dict]:
     exact = extra.pop("params_json", None)
     ours = extra.pop("params", {}) or {}
     est_extra = extra.pop("estimates_extra", {}) or {}
-    params = json.loads(exact) if exact else {**params, **_plain(ours)}
+    if exact:
+        params = json.loads(exact)
+    else:
+        for g, v in _plain(ours).items():
+            params[g] = {**params[g], **v} if isinstance(v, dict) and isinstance(params.get(g), dict) else v
     extra["mmap_file"] = mmap_file
     return _estimates_from_dict(est_d, est_extra), params, extra

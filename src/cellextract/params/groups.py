@@ -208,6 +208,10 @@ class QualityParams:
     cnn_lowest: float = par("float", "CNN score below which components are rejected", low=0, high=1)
     gSig_range: tuple[int, ...] | None = par("list_int", "Neuron sizes tried by the CNN (null: gSig)",
                                              low=1, nullable=True)
+    max_event_pval: float | None = par(
+        "float", "Reject components whose strongest transient noise alone would produce anywhere "
+        "in the recording with a probability above this (null: no such test; not in CaImAn)",
+        low=0, high=1, nullable=True)
 
 
 @dataclass(frozen=True)
