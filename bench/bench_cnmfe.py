@@ -185,6 +185,11 @@ def main(argv=None):
     ap.add_argument("--neurons", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gsig", type=int, default=3)
+    ap.add_argument("--sim-gsig", type=float, default=None, help="simulated neuron size, px")
+    ap.add_argument("--sim-fr", type=float, default=None, help="simulated frame rate, Hz")
+    ap.add_argument("--noise-scale", type=float, default=1.0, help="simulator noise multiplier")
+    ap.add_argument("--background-scale", type=float, default=1.0,
+                    help="simulator background multiplier")
     ap.add_argument("--gsiz", type=int, default=7)
     ap.add_argument("--min-corr", type=float, default=0.8)
     ap.add_argument("--min-pnr", type=float, default=10)
@@ -211,7 +216,9 @@ def main(argv=None):
     from cellextract.simulate import simulate
     from cellextract.simulate.score import score
 
-    kw = dict(kind="1p", dims=tuple(a.dims), frames=a.frames, n_neurons=a.neurons, seed=a.seed)
+    kw = dict(kind="1p", dims=tuple(a.dims), frames=a.frames, n_neurons=a.neurons, seed=a.seed,
+              gsig=a.sim_gsig, fr=a.sim_fr, noise_scale=a.noise_scale,
+              background_scale=a.background_scale)
     sim = simulate(preset=a.preset, **kw) if a.preset else simulate(**kw)
     tr = sim.truth
     dims, T = tuple(tr.dims), int(tr.C.shape[1])
