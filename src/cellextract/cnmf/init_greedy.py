@@ -31,8 +31,8 @@ import scipy.ndimage as ndi
 
 from cellextract.cnmf.filters import (as_pair, center_psf_kernel, filter_image, gaussian_kernel, odd_size,
                                       spatial_filter)
-from cellextract.cnmf.init_corr_pnr import (_resize_image, downsample_movie, to_init_result,
-                                            upsample_footprints, upsample_traces)
+from cellextract.cnmf.resample import (downsample_movie, resize_image, to_init_result,
+                                       upsample_footprints, upsample_traces)
 from cellextract.cnmf.initresult import InitResult
 from cellextract.cnmf.summary import local_correlation, to_frames, to_pixel_major
 from cellextract.errors import ParameterError
@@ -398,7 +398,7 @@ def init_greedy_roi(Y: np.ndarray, *, K: int, gSig, gSiz=None, nIter: int = 5,
     b_full = b_img.transpose(0, 2, 1).reshape(b_img.shape[0], h * w).T.astype(np.float32)
     f_full = upsample_traces(fd, T, tsub)
     b0_img = upsample_footprints((b0 * scale)[None], (h, w), ssub)[0]
-    cn_full = _resize_image(cn, (h, w)) if ssub > 1 else cn
+    cn_full = resize_image(cn, (h, w)) if ssub > 1 else cn
     extra["seconds"] = time.perf_counter() - t_start
     log.info("greedy_roi init: %d components in %.2f s on %dx%dx%d", nK, extra["seconds"], T, h, w)
     return to_init_result(imgs_up, C_up, (h, w), cn=cn_full, pnr=np.zeros((h, w), np.float32),

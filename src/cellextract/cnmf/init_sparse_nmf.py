@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from cellextract.cnmf.init_corr_pnr import (_resize_image, downsample_movie, to_init_result,
-                                            upsample_footprints, upsample_traces)
+from cellextract.cnmf.resample import (downsample_movie, resize_image, to_init_result,
+                                       upsample_footprints, upsample_traces)
 from cellextract.cnmf.init_greedy import global_background, pixel_median
 from cellextract.cnmf.initresult import InitResult
 from cellextract.cnmf.summary import MAD_SCALE, local_correlation, to_pixel_major
@@ -210,7 +210,7 @@ def init_sparse_nmf(Y: np.ndarray, *, K: int, alpha: float = 2.0, max_iter: int 
     bimg = upsample_footprints(Bg.transpose(2, 0, 1), (h, w), ssub)
     b = bimg.transpose(0, 2, 1).reshape(bimg.shape[0], h * w).T.astype(np.float32)
     b0_full = upsample_footprints(b0[None], (h, w), ssub)[0].ravel(order="F")
-    cn_full = _resize_image(cn, (h, w)) if ssub > 1 else cn
+    cn_full = resize_image(cn, (h, w)) if ssub > 1 else cn
     dt = time.perf_counter() - t0
     log.info("sparse_nmf init: %d components, %d iterations, %.2f s on %dx%dx%d", K, n_it, dt, T, h, w)
     return to_init_result(imgs, C_up, (h, w), cn=cn_full, pnr=np.zeros((h, w), np.float32),
