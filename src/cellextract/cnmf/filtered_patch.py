@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 
 from cellextract.cnmf.filters import _separable_terms
-from cellextract.cnmf.summary import (_CorrSums, _mad_diff_noise, _row_median, psd_noise)
+from cellextract.cnmf.pixel_stats import _mad_diff_noise, _row_median, psd_noise
+from cellextract.cnmf.summary import _CorrSums
 from cellextract.errors import ParameterError
 
 __all__ = ["filtered_statistics", "PatchStats", "filter_block", "reflect_index"]

@@ -34,7 +34,8 @@ from cellextract.cnmf.filters import (as_pair, center_psf_kernel, filter_image, 
 from cellextract.cnmf.resample import (downsample_movie, resize_image, to_init_result,
                                        upsample_footprints, upsample_traces)
 from cellextract.cnmf.initresult import InitResult
-from cellextract.cnmf.summary import local_correlation, to_frames, to_pixel_major
+from cellextract.cnmf.pixel_stats import to_frames, to_pixel_major
+from cellextract.cnmf.summary import local_correlation
 from cellextract.errors import ParameterError
 from cellextract.log import get_logger
 

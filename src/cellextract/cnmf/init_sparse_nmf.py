@@ -28,7 +28,8 @@ from cellextract.cnmf.resample import (downsample_movie, resize_image, to_init_r
                                        upsample_footprints, upsample_traces)
 from cellextract.cnmf.init_greedy import global_background, pixel_median
 from cellextract.cnmf.initresult import InitResult
-from cellextract.cnmf.summary import MAD_SCALE, local_correlation, to_pixel_major
+from cellextract.cnmf.pixel_stats import MAD_SCALE, to_pixel_major
+from cellextract.cnmf.summary import local_correlation
 from cellextract.errors import ParameterError
 from cellextract.log import get_logger
 

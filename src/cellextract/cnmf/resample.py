@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cellextract.cnmf.initresult import InitResult, empty_result, footprint_centers
-from cellextract.cnmf.summary import fill_nonfinite
+from cellextract.cnmf.pixel_stats import fill_nonfinite
 
 __all__ = ["downsample_movie", "upsample_traces", "upsample_footprints", "to_init_result",
            "resize_image"]
