@@ -162,7 +162,7 @@ def test_motion_correct_false_reproduces_real_movies(tmp_path, name):
 
 def test_vectorised_cubic_weights_match():
     from cellextract.motion.apply import cubic_weights
-    from cellextract.motion.bands import cubic_weights_many
+    from cellextract.motion.band_warps import cubic_weights_many
     t = np.linspace(0, 0.999, 37)
     np.testing.assert_allclose(cubic_weights_many(t), np.stack([cubic_weights(v) for v in t]), atol=1e-7)
 

@@ -8,7 +8,8 @@ all ``T`` frames (the usual case) the band is one sequential write of contiguous
 so every byte of the memmap is written exactly once, with no scratch file and no
 re-reading. Longer movies are done in windows of frames (row segments of a few kB).
 
-Warps (``out(y, x) = raw(y - s_y, x - s_x)``, see :mod:`cellextract.motion.apply`):
+Warps (``out(y, x) = raw(y - s_y, x - s_x)``, see :mod:`cellextract.motion.apply`; the band
+versions are in :mod:`cellextract.motion.band_warps`):
 rigid — exact separable bicubic (integer offset + 4-tap ``cv2.sepFilter2D``), the same
 values as :func:`cellextract.motion.apply.shift_cubic` on the whole frame;
 piecewise-rigid — ``cv2.remap`` (bicubic) with the spline shift field evaluated on the
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from cellextract.motion.apply import _valid_range
+from cellextract.motion.band_warps import (FieldWarp, RigidWarp, fill_borders, finite_range,
+                                            tap_weights)
 from cellextract.motion.buffers import PAGE, aligned_view
 from cellextract.motion.buffers import scratch as _scratch
 from cellextract.motion.output import pwrite_all
@@ -85,17 +87,6 @@ def plan_bands(dims, T: int, *, n_workers: int = 1, budget: int | None = None,
     n = max(n, min(MIN_BANDS, W // 8))
     edges = np.linspace(0, W, max(n, 1) + 1).round().astype(int)
     return BandPlan([(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a], int(min(window, T)))
-
-
-def fill_value(frame_min: float, border_nan) -> float | None:
-    """Constant for pixels without source (None: keep the edge replication, 'copy')."""
-    if border_nan == "copy":
-        return None
-    if border_nan is True:
-        return float("nan")
-    if border_nan == "min":
-        return float(frame_min)
-    return 0.0
 
 
 def write_rows(out, rows: np.ndarray, p0: int, T: int, t0: int) -> None:
@@ -174,7 +165,7 @@ class BandContext:
     def __post_init__(self):
         self.shifts = np.asarray(self.shifts, np.float64)
         self.lows = np.nan_to_num(np.asarray(self.frame_min, np.float32), nan=0.0)  # undershoot floor
-        self.weights = _all_weights(self.shifts) + (np.floor(-self.shifts).astype(np.int64),)
+        self.weights = tap_weights(self.shifts) + (np.floor(-self.shifts).astype(np.int64),)
 
 
 def warp_block(job: BandJob, ctx: BandContext, rows: np.ndarray, r0: int) -> dict:
@@ -209,7 +200,7 @@ def warp_block(job: BandJob, ctx: BandContext, rows: np.ndarray, r0: int) -> dic
     # raw columns c0 - M : c1 + M, edge-replicated where the frame ends, in the stored type
     pads = (M, M, M - (c0 - s0), M - (s1 - c1))
     padf = _scratch("padf", (H + 2 * M, bw + 2 * M), np.float32)
-    warp = _RigidWarp(ctx, c0, c1, M, H) if ctx.field is None else _FieldWarp(ctx.field, c0, c1, M, H, W)
+    warp = RigidWarp(ctx, c0, c1, M, H) if ctx.field is None else FieldWarp(ctx.field, c0, c1, M, H, W)
     if hasattr(warp, "prepare"):
         warp.prepare(r0, r0 + n)
     empty = False
@@ -232,9 +223,9 @@ def warp_block(job: BandJob, ctx: BandContext, rows: np.ndarray, r0: int) -> dic
             np.copyto(padf, native)  # the float32 filters are faster than 16U -> 32F
         warp(padf, t, dst, ctx.lows[t], has_nan[i])
     del f
-    _fill_borders(rows, warp, r0, job, fmin, bw, H, W)
+    fill_borders(rows, warp, r0, job, fmin, bw, H, W)
     may_nan = job.border_nan is True or empty or has_nan.any()
-    lo, hi = _finite_range(rows) if may_nan else cv2.minMaxLoc(rows)[:2]
+    lo, hi = finite_range(rows) if may_nan else cv2.minMaxLoc(rows)[:2]
     qc = _qc_sums(rows.reshape(n, bw, H), ctx.qc, c0, c1, may_nan) if ctx.qc is not None else None
     if may_nan:
         fin = np.isfinite(rows)
@@ -422,123 +413,3 @@ def run_band(job: BandJob, ctx: BandContext, out, *, map_fn=map, buffer: np.ndar
     return {"c0": job.c0, "c1": job.c1, "t0": job.t0, "t1": t_stop, "sum": st["sum"].reshape(bw, H).T,
             "cnt": cnt.reshape(bw, H).T, "vmin": st["vmin"] + job.offset, "vmax": st["vmax"] + job.offset,
             "qc": st["qc"]}
-
-
-class _RigidWarp:
-    """Exact separable bicubic translation of a band, floored and written transposed."""
-
-    def __init__(self, ctx: BandContext, c0, c1, M, H):
-        self.shifts = ctx.shifts
-        self.ky, self.kx, self.i = ctx.weights
-        self.bw, self.H, self.M = c1 - c0, H, M
-
-    def __call__(self, pad: np.ndarray, t: int, dst: np.ndarray, low: float, has_nan: bool) -> None:
-        """Warp frame ``t`` from ``pad`` (``(H + 2M, bw + 2M)`` float32) into ``dst``
-        (``(bw, H)`` float32), values below ``low`` raised to it (NaN kept if ``has_nan``)."""
-        H, bw, M = self.H, self.bw, self.M
-        if self.shifts[t, 0] == 0.0 and self.shifts[t, 1] == 0.0:
-            cv2.transpose(pad[M:M + H, M:M + bw], dst=dst)
-            return
-        y0, x0 = M + int(self.i[t, 0]) - 1, M + int(self.i[t, 1]) - 1
-        # (no dst: OpenCV is faster allocating its own output here)
-        f = cv2.sepFilter2D(pad[y0:y0 + H + 3, x0:x0 + bw + 3], cv2.CV_32F, self.kx[t], self.ky[t],
-                            anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)[:H, :bw]
-        _floor(f, low, has_nan)
-        cv2.transpose(f, dst=dst)
-
-    def outside(self, t: int, W: int):
-        """Row and column ranges ``(y0, y1, x0, x1)`` (frame coordinates) with a source."""
-        y0, y1 = _valid_range(float(self.shifts[t, 0]), self.H)
-        x0, x1 = _valid_range(float(self.shifts[t, 1]), W)
-        return y0, y1, x0, x1
-
-
-class _FieldWarp:
-    """Bicubic remap of a band by the spline shift field, floored and written transposed."""
-
-    def __init__(self, field, c0, c1, M, H, W):
-        self.field, self.c0, self.c1, self.M, self.W = field, c0, c1, M, W
-        self.ys = np.arange(H, dtype=np.float32)[:, None]
-        self.xs = np.arange(c0, c1, dtype=np.float32)[None, :]
-        self.shift_x = np.float32(M - c0)
-        self.out = np.empty((H, c1 - c0), np.float32)
-
-    def prepare(self, r0: int, r1: int) -> None:
-        """Sampling maps of frames ``r0:r1`` in padded-band coordinates (one batched
-        spline evaluation per block instead of one per frame)."""
-        fy, fx = self.field(slice(r0, r1), self.c0, self.c1)  # (n, H, bw)
-        self.r0 = r0
-        self.map_x = (self.xs - fx) + self.shift_x
-        self.map_y = (self.ys - fy) + np.float32(self.M)
-
-    def __call__(self, pad: np.ndarray, t: int, dst: np.ndarray, low: float, has_nan: bool) -> None:
-        """Warp frame ``t`` from ``pad`` into ``dst`` (see :meth:`_RigidWarp.__call__`)."""
-        i = t - self.r0
-        out = cv2.remap(pad, self.map_x[i], self.map_y[i], cv2.INTER_CUBIC, dst=self.out,
-                        borderMode=cv2.BORDER_REPLICATE)
-        _floor(out, low, has_nan)
-        cv2.transpose(out, dst=dst)
-
-
-def _floor(a: np.ndarray, low: float, has_nan: bool) -> None:
-    """Raise values of ``a`` below ``low`` to it, in place (``cv2.max`` is 3x faster than
-    NumPy here but turns NaN into ``low``, so NumPy when the frame may hold NaN)."""
-    if has_nan:
-        np.maximum(a, np.float32(low), out=a)
-    else:
-        cv2.max(a, float(low), dst=a)
-
-
-def _fill_borders(rows: np.ndarray, warp, r0: int, job: BandJob, frame_min, bw: int, H: int, W: int) -> None:
-    """Apply ``border_nan`` to pixels whose source lies outside the frame (rows in
-    transposed band layout ``(n, bw*H)``)."""
-    if job.border_nan == "copy":
-        return
-    for i in range(rows.shape[0]):
-        fmin = float(frame_min[r0 + i])
-        if not np.isfinite(fmin):
-            continue
-        val = fill_value(fmin, job.border_nan)
-        img_t = rows[i].reshape(bw, H)  # (x, y)
-        if isinstance(warp, _RigidWarp):
-            y0, y1, x0, x1 = warp.outside(r0 + i, W)
-            img_t[:, :y0] = val
-            img_t[:, y1:] = val
-            a, b = max(0, x0 - job.c0), min(bw, max(0, x1 - job.c0))
-            img_t[:a] = val
-            img_t[b:] = val
-        else:
-            warp_mask = _field_outside(warp, r0 + i)
-            img_t[warp_mask.T] = val
-
-
-def _field_outside(warp: _FieldWarp, t: int) -> np.ndarray:
-    fy, fx = warp.field(t, warp.c0, warp.c1)
-    map_x = warp.xs - fx
-    map_y = warp.ys - fy
-    H = map_y.shape[0]
-    return (map_x < -0.01) | (map_x > warp.W - 0.99) | (map_y < -0.01) | (map_y > H - 0.99)
-
-
-def _all_weights(shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(T, 4)`` bicubic tap weights along y and x for every frame's rigid shift."""
-    src = -np.asarray(shifts, np.float64).reshape(-1, 2)
-    frac = src - np.floor(src)
-    return cubic_weights_many(frac[:, 0]), cubic_weights_many(frac[:, 1])
-
-
-def cubic_weights_many(t: np.ndarray, a: float = -0.75) -> np.ndarray:
-    """``(n, 4)`` Keys cubic weights (as :func:`cellextract.motion.apply.cubic_weights`)
-    for fractional positions ``t (n,)`` in [0, 1)."""
-    x = np.abs(np.asarray(t, np.float64)[:, None] - np.array([-1.0, 0.0, 1.0, 2.0]))
-    near = (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1
-    far = a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a
-    return np.where(x <= 1.0, near, far).astype(np.float32)
-
-
-def _finite_range(a: np.ndarray) -> tuple[float, float]:
-    lo, hi = float(a.min()), float(a.max())
-    if np.isfinite(lo) and np.isfinite(hi):
-        return lo, hi
-    fin = a[np.isfinite(a)]
-    return (float(fin.min()), float(fin.max())) if fin.size else (np.inf, -np.inf)
