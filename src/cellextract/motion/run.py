@@ -40,9 +40,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,17 +59,15 @@ from cellextract.motion.bands import (
 )
 from cellextract.motion.buffers import populated, release_scratch
 from cellextract.motion.correct import Corrector, pearson_from_sums
-from cellextract.motion.output import RowWriter, direct_io_enabled, pwrite_all
+from cellextract.motion.output import RowWriter, direct_io_enabled
 from cellextract.motion.params import MotionParams, check_params
+from cellextract.motion.register_pass import make_template, register_all
 from cellextract.motion.source import RawSource, raw_layout, scratch_layout
-from cellextract.motion.template import read_samples, rigid_template
 from cellextract.motion.threads import single_threaded
 from cellextract.motion.workers import Workers, source_spec
 
 log = get_logger(__name__)
 
-N_TEMPLATE_FRAMES = 200
-TEMPLATE_BYTES = 80 << 20  # at most this much of sample frames (80 frames at 512 x 512)
 SUB_BATCH_BYTES = 24 << 20  # frames registered together (FFT batch)
 CHUNK_BYTES = 64 << 20  # frames per chunk (unit of work of a process)
 
@@ -111,68 +107,6 @@ class MotionResult:
     offset: float
     elapsed: float
     fps: float
-
-
-# ---------------------------------------------------------------- pass 1: registration (any process)
-
-def _frame_range(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(n,)`` minimum and maximum of the finite values of each frame (NaN if none), and
-    whether the frame has non-finite pixels."""
-    flat = raw.reshape(raw.shape[0], -1)
-    lo, hi = flat.min(axis=1), flat.max(axis=1)
-    bad = ~(np.isfinite(lo) & np.isfinite(hi))
-    if bad.any():
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo[bad] = np.nanmin(np.where(np.isfinite(flat[bad]), flat[bad], np.nan), axis=1)
-            hi[bad] = np.nanmax(np.where(np.isfinite(flat[bad]), flat[bad], np.nan), axis=1)
-    return lo.astype(np.float64), hi.astype(np.float64), bad
-
-
-def _register_chunk(reader, corrector: Corrector, start: int, stop: int, sub: int, scratch: str | None) -> dict:
-    """Register frames ``start:stop``: shifts, QC correlations, raw range and raw mean sums.
-
-    With ``scratch`` the raw frames are also copied (float32, frame-major) to that file,
-    for inputs the second pass cannot read in place.
-    """
-    H, W = corrector.dims
-    sum_b = np.zeros((H, W))
-    cnt_b = np.zeros((H, W))
-    shifts, pws, cb, ca, lo, hi, bad = [], [], [], [], [], [], []
-    fd = os.open(scratch, os.O_WRONLY) if scratch else None
-    try:
-        for s0 in range(start, stop, sub):
-            s1 = min(stop, s0 + sub)
-            raw = np.asarray(reader.read(s0, s1), dtype=np.float32)
-            if raw.shape != (s1 - s0, H, W):
-                raise InputError(f"reader returned frames of shape {raw.shape} for {s0}:{s1}, expected {(s1 - s0, H, W)}")
-            res = corrector.register(raw, after=False)  # after: from the written bands
-            tot = raw.sum(axis=0)  # float32 over a sub-batch (pairwise), float64 across
-            if np.isfinite(tot).all():  # no NaN/inf anywhere (they propagate into the sum)
-                sum_b += tot
-                cnt_b += raw.shape[0]
-            else:
-                fin = np.isfinite(raw)
-                sum_b += np.where(fin, raw, 0).sum(axis=0, dtype=np.float64)
-                cnt_b += fin.sum(axis=0)
-            a, b, c = _frame_range(raw)
-            lo.append(a)
-            hi.append(b)
-            bad.append(c)
-            if fd is not None:
-                pwrite_all(fd, raw, s0 * H * W * 4)
-            shifts.append(res.shifts)
-            cb.append(res.corr_before)
-            ca.append(res.corr_after)
-            if res.pw_shifts is not None:
-                pws.append(res.pw_shifts)
-    finally:
-        if fd is not None:
-            os.close(fd)
-    return {"start": start, "stop": stop, "shifts": np.concatenate(shifts),
-            "pw": np.concatenate(pws) if pws else None,
-            "corr_before": np.concatenate(cb), "corr_after": np.concatenate(ca),
-            "fmin": np.concatenate(lo), "fmax": np.concatenate(hi), "fnan": np.concatenate(bad), "sum_b": sum_b, "cnt_b": cnt_b}
 
 
 # ---------------------------------------------------------------- pass 2: warp + write (any process)
@@ -291,14 +225,14 @@ def _motion_correct(reader, out_dir, name, **kw) -> MotionResult:
                  T, H, W, "piecewise-rigid" if p.pw_rigid else "rigid" if p.motion_correct else "copy only",
                  nthreads, chunk, ", raw frames copied to a scratch file" if use_scratch else "")
         with Workers(nthreads, spec, rd) as workers:
-            template = _template(workers, rd, p, sub)
+            template = make_template(workers, rd, p, sub)
             _trim_heap()  # the template's sample frames
             np.save(out / "template.npy", template)
             t_template = time.perf_counter() - t0
             _preallocate(tmp, P * T * 4)
             if use_scratch:
                 _preallocate(scratch, P * T * 4)
-            r1 = _register_all(workers, p, template, ranges, sub, os.fspath(scratch) if use_scratch else None)
+            r1 = register_all(workers, p, template, ranges, sub, os.fspath(scratch) if use_scratch else None)
             _trim_heap()  # the registration engines' work arrays, before the band buffers
             t1 = time.perf_counter()
             gmin = np.nanmin(r1["fmin"]) if np.isfinite(r1["fmin"]).any() else np.nan
@@ -344,63 +278,6 @@ def _preallocate(path: Path, nbytes: int) -> None:
             os.ftruncate(fd, nbytes)
     finally:
         os.close(fd)
-
-
-def _tuple_fix(p: MotionParams) -> dict:
-    """Parameters as tuples again (for ``MotionParams(**d)`` in workers)."""
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in p.to_dict().items()}
-
-
-def _template(workers: Workers, rd, p: MotionParams, batch: int = 32) -> np.ndarray:
-    H, W = rd.dims
-    samples = read_samples(rd, max(50, min(N_TEMPLATE_FRAMES, TEMPLATE_BYTES // (4 * H * W))),
-                           map_fn=workers.map, reader_fn=workers.reader)
-    finite = np.isfinite(samples).reshape(samples.shape[0], -1).all(axis=1)
-    if finite.any() and not finite.all():
-        samples = samples[finite]
-    if not p.motion_correct:
-        return np.nan_to_num(np.nanmean(samples, axis=0)).astype(np.float32)
-    template, _ = rigid_template(samples, max_shifts=p.max_shifts, gSig_filt=p.gSig_filt, niter_rig=p.niter_rig,
-                                 map_fn=workers.map)
-    if p.pw_rigid:  # one piecewise-rigid refinement of the template
-        c = Corrector(template, MotionParams(**(_tuple_fix(p) | {"border_nan": "copy"})))
-        sums = workers.map(lambda i: c.correct(samples[i:i + batch]).frames.sum(axis=0, dtype=np.float64),
-                           range(0, samples.shape[0], batch))
-        template = (sum(sums) / samples.shape[0]).astype(np.float32)
-    return template
-
-
-def _register_all(workers: Workers, p: MotionParams, template, ranges, sub: int, scratch) -> dict:
-    """Pass 1 over all chunks: per-frame arrays and running sums (memory independent of T)."""
-    T = ranges[-1][1]
-    prog = Progress(T, "frames", log)
-
-    engines: dict = {}  # one registration engine per thread, freed with this pass
-
-    def chunk(rng):
-        eng = engines.get(threading.get_ident())
-        if eng is None:
-            eng = engines[threading.get_ident()] = Corrector(template, p)
-        return _register_chunk(workers.reader(), eng, rng[0], rng[1], sub, scratch)
-
-    keys = ("shifts", "corr_before", "corr_after", "fmin", "fmax", "fnan")
-    acc: dict = {k: [] for k in keys + ("pw",)}
-    for r in workers.map(chunk, ranges):
-        for k in ("sum_b", "cnt_b"):
-            if k in acc:
-                acc[k] += r[k]
-            else:
-                acc[k] = r[k].copy()
-        for k in keys:
-            acc[k].append(r[k])
-        if r["pw"] is not None:
-            acc["pw"].append(r["pw"])
-        prog.update(r["stop"] - r["start"], "registering")
-    for k in keys:
-        acc[k] = np.concatenate(acc[k])
-    acc["pw"] = np.concatenate(acc["pw"]) if acc["pw"] else None
-    engines.clear()
-    return acc
 
 
 def _warp_all(workers: Workers, rd, p: MotionParams, r1: dict, dims, T: int, offset: float, layout,
