@@ -79,3 +79,29 @@ def test_memmap_input_and_degenerate_components(tmp_path, estimates, movie):
     out = evaluate_components(est, Ym, **dict(Q, use_cnn=True))
     assert np.isnan(out.r_values[4]) and abs(out.SNR_comp[4]) < 1e-9
     assert 4 in out.idx_components_bad and np.isfinite(out.cnn_preds).all()
+
+
+def test_transient_test_rejects_a_slow_fluctuation_the_r_value_accepts():
+    """A slowly fluctuating background piece with its own footprint matches the movie (high r)
+    but has no transient: the transient test (max_event_pval) rejects it, not the cells."""
+    from scipy.signal import lfilter
+
+    from conftest import gaussian_footprint, make_movie
+    Yr, A, C = make_movie(seed=3)
+    rng = np.random.default_rng(4)
+    a = np.exp(-1.0 / 100.0)                                  # 100-frame correlation time
+    slow = lfilter([np.sqrt(1 - a * a)], [1.0, -a], rng.normal(size=Yr.shape[1])) * 30.0
+    slow = (slow - slow.min()).astype(np.float32)
+    fp = gaussian_footprint((40, 44), (20, 22), 2.5).ravel(order="F")
+    Yr = np.ascontiguousarray(Yr + np.outer(fp, slow), dtype=np.float32)
+    A2 = sp.csc_matrix(sp.hstack([A, sp.csc_matrix(fp[:, None])]))
+    C2 = np.vstack([C, slow[None]]).astype(np.float32)
+    YrA = (A2.T @ Yr - (A2.T @ A2) @ C2 - A2.T.sum(axis=1).A * 5.0).astype(np.float32)
+    g = [np.array([np.exp(-1.0 / 8.0)])] * 5
+    est = Estimates(A=A2, C=C2, YrA=np.asarray(YrA), dims=(40, 44), g=g)
+    off = evaluate_components(est, Yr, **Q)
+    on = evaluate_components(est, Yr, **dict(Q, max_event_pval=0.01))
+    assert off.r_values[4] >= Q["rval_thr"] and 4 in off.idx_components.tolist()
+    assert on.idx_components.tolist() == [0, 1, 2, 3] and on.idx_components_bad.tolist() == [4]
+    ev = on.extra["event_pval"]
+    assert ev.shape == (5,) and ev[4] > 0.01 and (ev[:4] < 1e-6).all()
