@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import gaussian_footprint
+from eval_synth import gaussian_footprint
 
 from cellextract.evaluate import evaluate_components
 from cellextract.evaluate.cnn import (CROP_SIZE, crop_image, crops_from_A, default_weights_path,

@@ -81,18 +81,19 @@ def test_memmap_input_and_degenerate_components(tmp_path, estimates, movie):
     assert 4 in out.idx_components_bad and np.isfinite(out.cnn_preds).all()
 
 
-def test_transient_test_rejects_a_slow_fluctuation_the_r_value_accepts():
+def test_transient_test_rejects_a_slow_fluctuation_the_r_value_accepts(movie):
     """A slowly fluctuating background piece with its own footprint matches the movie (high r)
     but has no transient: the transient test (max_event_pval) rejects it, not the cells."""
     from scipy.signal import lfilter
-
-    from conftest import gaussian_footprint, make_movie
-    Yr, A, C = make_movie(seed=3)
+    Yr, A, C = movie
     rng = np.random.default_rng(4)
     a = np.exp(-1.0 / 100.0)                                  # 100-frame correlation time
     slow = lfilter([np.sqrt(1 - a * a)], [1.0, -a], rng.normal(size=Yr.shape[1])) * 30.0
     slow = (slow - slow.min()).astype(np.float32)
-    fp = gaussian_footprint((40, 44), (20, 22), 2.5).ravel(order="F")
+    yy, xx = np.mgrid[:40, :44]
+    img = np.exp(-((yy - 20) ** 2 + (xx - 22) ** 2) / (2 * 2.5 ** 2))
+    img[img < np.exp(-4.5)] = 0
+    fp = (img / np.linalg.norm(img)).ravel(order="F")
     Yr = np.ascontiguousarray(Yr + np.outer(fp, slow), dtype=np.float32)
     A2 = sp.csc_matrix(sp.hstack([A, sp.csc_matrix(fp[:, None])]))
     C2 = np.vstack([C, slow[None]]).astype(np.float32)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import gaussian_footprint, make_movie
+from eval_synth import gaussian_footprint, make_movie
 
 from cellextract.evaluate.rvalues import (active_frames, background_mode, compute_r_values,
                                           exclusive_frames)
