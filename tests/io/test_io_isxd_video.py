@@ -148,3 +148,26 @@ def test_writers_leave_no_temp_files(tmp_path):
     write_isxd(tmp_path / "a.isxd", mov, fr=5)
     write_avi(tmp_path / "a.avi", mov, fr=5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.avi", "a.isxd", "a.tif"]
+
+
+def test_isxd_readers_opened_and_read_from_many_threads(tmp_path):
+    """isx is not thread-safe (two threads opening movies at once crashed the motion stage
+    with SIGSEGV); the reader serialises its isx calls. A crash here kills the test run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    mov = _movie(T=20, H=16, W=16)
+    paths = []
+    for k in range(3):
+        p = tmp_path / f"m{k}.isxd"
+        write_isxd(p, mov + k, fr=10.0)
+        paths.append(p)
+
+    def job(i):
+        with open_movie(paths[i % 3]) as r:
+            return float(r.read(0, 20).sum()), r.metadata["acquisitionInfo"] is not None
+
+    with ThreadPoolExecutor(8) as ex:
+        res = list(ex.map(job, range(160)))
+    sums = [mov.sum(dtype=np.float64) + k * mov.size for k in range(3)]
+    for i, (s, _) in enumerate(res):
+        assert s == pytest.approx(sums[i % 3], rel=1e-6)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,11 @@ from cellextract.io.base import FrameFile, MovieReader, one_line
 #: isxd header ``type`` codes seen in real files (0 = movie).
 ISXD_TYPES = {0: "a movie", 1: "a cell set", 5: "an event set"}
 _DATA_TYPES = {0: np.uint16, 1: np.float32, 2: np.uint8}
+
+#: The ``isx`` library is not thread-safe: two threads opening movies at once crash the
+#: process (SIGSEGV in ``get_acquisition_info``, seen with the motion-correction worker
+#: threads). Every ``isx`` call made by the reader holds this lock; direct reads do not.
+ISX_LOCK = threading.RLock()
 
 
 def read_isxd_header(path) -> tuple[dict, int]:
@@ -85,20 +91,25 @@ class IsxdReader(MovieReader):
             what = ISXD_TYPES.get(kind, f"a data set of header type {kind}")
             raise InputError(f"{self.path}: isxd file is not a movie (it holds {what})")
         try:
-            self._movie = isx.Movie.read(str(self.path))
-            timing, spacing = self._movie.timing, self._movie.spacing
-            self.dtype = np.dtype(self._movie.data_type)
-            mask = np.asarray(timing.get_valid_samples_mask(), dtype=bool)
-            acq = self._movie.get_acquisition_info()
+            with ISX_LOCK:
+                self._movie = isx.Movie.read(str(self.path))
+                timing, spacing = self._movie.timing, self._movie.spacing
+                self.dtype = np.dtype(self._movie.data_type)
+                mask = np.asarray(timing.get_valid_samples_mask(), dtype=bool)
+                acq = self._movie.get_acquisition_info()
+                n_frames, dims = int(timing.num_samples), tuple(int(n) for n in spacing.num_pixels)
+                period = timing.period.secs_float
+                start_time = float(timing.start._to_secs_since_epoch().secs_float)
+                dropped = [int(i) for i in timing.dropped]
+                cropped = [[int(a), int(b)] for a, b in timing.cropped]
+                blank = [int(i) for i in timing.blank]
         except InputError:
             raise
         except Exception as exc:
             raise InputError(f"{self.path}: isx cannot open the movie: {one_line(exc)}") from exc
-        self.n_frames = int(timing.num_samples)
-        self.dims = tuple(int(n) for n in spacing.num_pixels)
-        period = timing.period.secs_float
+        self.n_frames, self.dims = n_frames, dims
         self.fr = 1.0 / period if period > 0 else None
-        self.start_time = float(timing.start._to_secs_since_epoch().secs_float)
+        self.start_time = start_time
         self.invalid = ~mask if mask.size == self.n_frames else np.zeros(self.n_frames, bool)
         self.metadata = {
             "extraProperties": header.get("extraProperties"),
@@ -107,9 +118,9 @@ class IsxdReader(MovieReader):
             "producer": header.get("producer"),
             "acquisitionInfo": acq,
             "period": period,
-            "dropped": [int(i) for i in timing.dropped],
-            "cropped": [[int(a), int(b)] for a, b in timing.cropped],
-            "blank": [int(i) for i in timing.blank],
+            "dropped": dropped,
+            "cropped": cropped,
+            "blank": blank,
         }
         self._check_size(header, data_bytes)
         self._mm = self._direct_map(header, data_bytes)
@@ -145,7 +156,8 @@ class IsxdReader(MovieReader):
                 i = int(stored[k])
                 if self.invalid[i]:
                     continue
-                ref = np.asarray(self._movie.get_frame_data(i))
+                with ISX_LOCK:
+                    ref = np.asarray(self._movie.get_frame_data(i))
                 if ref.shape != (H, W) or not np.array_equal(ref, mm[k], equal_nan=True):
                     return None
         except Exception:
@@ -173,11 +185,12 @@ class IsxdReader(MovieReader):
         if self._mm is not None:
             return self._read_direct(start, stop)
         out = np.empty((stop - start, *self.dims), dtype=np.float32)
-        for i in range(start, stop):
-            if self.invalid[i]:
-                out[i - start] = np.nan
-            else:
-                out[i - start] = self._movie.get_frame_data(i)
+        with ISX_LOCK:
+            for i in range(start, stop):
+                if self.invalid[i]:
+                    out[i - start] = np.nan
+                else:
+                    out[i - start] = self._movie.get_frame_data(i)
         return out
 
     def _read_direct(self, start: int, stop: int) -> np.ndarray:
@@ -198,4 +211,5 @@ class IsxdReader(MovieReader):
         if getattr(self, "_mm", None) is not None:
             self._mm.close()
         self._mm = None
-        self._movie = None
+        with ISX_LOCK:  # dropping the last reference closes the file in isx
+            self._movie = None
