@@ -32,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from .snr import downward_sd
+
 __all__ = ["innovations", "max_innovation_z", "familywise_pvalue", "event_pvalues"]
 
 
@@ -81,9 +83,7 @@ def innovations(traces: np.ndarray, g) -> np.ndarray:
 def _lower_half_z(x: np.ndarray) -> np.ndarray:
     """``max(x - median) / sigma`` per row, ``sigma`` the RMS of the negative deviations."""
     dev = x - np.median(x, axis=1, keepdims=True)
-    neg = np.minimum(dev, 0.0)
-    n_neg = np.maximum((dev < 0).sum(axis=1), 1)
-    sigma = np.sqrt((neg ** 2).sum(axis=1) / n_neg)
+    sigma = downward_sd(dev)
     top = dev.max(axis=1)
     return np.where(sigma > 0, top / np.where(sigma > 0, sigma, 1.0), 0.0)
 

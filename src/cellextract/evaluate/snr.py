@@ -26,7 +26,7 @@ import math
 import numpy as np
 from scipy import special
 
-__all__ = ["remove_baseline", "mode_robust", "event_exceptionality", "fitness_to_snr",
+__all__ = ["remove_baseline", "mode_robust", "downward_sd", "event_exceptionality", "fitness_to_snr",
            "compute_snr", "n_event_samples"]
 
 
@@ -122,6 +122,23 @@ def mode_robust(x: np.ndarray) -> np.ndarray:
     return np.where(left < right, 0.5 * (a + b), np.where(left > right, 0.5 * (b + c), b))
 
 
+def downward_sd(dev: np.ndarray) -> np.ndarray:
+    """Noise standard deviation of each row from its downward fluctuations.
+
+    Parameters
+    ----------
+    dev : ndarray, shape (K, T)
+        Deviations from a central value (mode or median); transients only add positive ones.
+
+    Returns
+    -------
+    ndarray, shape (K,), float64
+        RMS of the negative deviations (0 for a row without any).
+    """
+    below = dev < 0
+    return np.sqrt(np.where(below, dev * dev, 0.0).sum(axis=1) / np.maximum(below.sum(axis=1), 1))
+
+
 def event_exceptionality(traces: np.ndarray, *, N: int, sigma_factor: float = 3.0
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Log-probability of each trace's most exceptional run of ``N`` high samples.
@@ -153,9 +170,7 @@ def event_exceptionality(traces: np.ndarray, *, N: int, sigma_factor: float = 3.
         return e, e.copy(), e.copy()
     md = mode_robust(tr)
     d = tr - md[:, None]
-    below = d < 0
-    ns = below.sum(axis=1)
-    sd = np.sqrt(np.where(below, d * d, 0.0).sum(axis=1) / np.maximum(ns, 1))
+    sd = downward_sd(d)
     fallback = tr.std(axis=1)
     sd = np.where(sd > 0, sd, np.where(fallback > 0, fallback, 1.0))
     z = d / (sigma_factor * sd[:, None])
